@@ -1,0 +1,116 @@
+"""Self-contained edgeseg checkpoints.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights_only=True``:
+
+``format``        "edgeseg-checkpoint"
+``version``       1
+``model``         {"name": registry name, "kwargs": dict passed to ``models.create`` (includes num_classes)}
+``state_dict``    the model's ``state_dict()``
+``classes``       list of class names (len == num_classes)
+``palette``       list of [r, g, b] per class
+``mean``, ``std`` per-channel normalization of RGB images scaled to [0, 1]
+``ignore_index``  label value excluded from loss and metrics (255)
+``recipe``        the resolved recipe (plain dict) the model was trained with
+``epoch``         epochs completed
+``metrics``       last evaluation metrics (dict), may be empty
+``train_state``   only in resumable checkpoints: optimizer, scheduler, scaler, RNG states, ...
+
+Later commands need nothing but the checkpoint's path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeseg.errors import InputError
+from edgeseg.fileio import atomic_path
+
+FORMAT = "edgeseg-checkpoint"
+VERSION = 1
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+IGNORE_INDEX = 255
+
+
+def make_checkpoint(
+    model: torch.nn.Module,
+    *,
+    classes: list[str],
+    palette: list[list[int]],
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    recipe: dict[str, Any] | None = None,
+    epoch: int = 0,
+    metrics: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the checkpoint dict for an edgeseg model (one made by ``edgeseg.models.create``)."""
+    name = getattr(model, "model_name", None)
+    kwargs = getattr(model, "model_kwargs", None)
+    if name is None or kwargs is None:
+        raise ValueError("model has no model_name/model_kwargs; build it with edgeseg.models.create")
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {"name": name, "kwargs": dict(kwargs)},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": list(classes),
+        "palette": [list(map(int, c)) for c in palette],
+        "mean": list(mean or IMAGENET_MEAN),
+        "std": list(std or IMAGENET_STD),
+        "ignore_index": int(ignore_index),
+        "recipe": recipe or {},
+        "epoch": int(epoch),
+        "metrics": metrics or {},
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``ckpt`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        torch.save(ckpt, tmp)
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load an edgeseg checkpoint safely (``weights_only=True``), with clear errors for bad files."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"checkpoint not found: {p}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and unpickler errors all mean "not a checkpoint"
+        raise InputError(f"{p} is not a readable edgeseg checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise InputError(f"{p} is not an edgeseg checkpoint (no 'format: {FORMAT}' entry)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any] | str | os.PathLike) -> torch.nn.Module:
+    """Rebuild the model of a checkpoint (dict or path) with its weights, in eval mode."""
+    from edgeseg.models import create
+
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    model = create(ckpt["model"]["name"], **ckpt["model"]["kwargs"])
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    return model.eval()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""Typer command-line interface: `main.py` wires one thin module per command."""

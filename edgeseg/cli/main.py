@@ -1,0 +1,74 @@
+"""The `edgeseg` application. This module only wires commands; each lives in its own module.
+
+Command modules import only typer at module level, so `edgeseg --help` and `edgeseg predict`
+do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from edgeseg import __version__
+from edgeseg.errors import EdgesegError
+
+app = typer.Typer(
+    name="edgeseg",
+    help="Semantic segmentation from training to the edge: train, distill, export, quantize, run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each entry is a module `edgeseg.cli.cmd_<name>` exposing `register(app)`.
+COMMANDS = ["models"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """edgeseg command-line interface."""
+
+
+for _name in COMMANDS:
+    importlib.import_module(f"edgeseg.cli.cmd_{_name}").register(app)
+
+
+def main() -> None:
+    """Entry point: runs the app and turns known errors into one line on stderr.
+
+    Set ``EDGESEG_TRACEBACK=1`` to see the full traceback instead.
+    """
+    try:
+        rc = app(standalone_mode=False)
+    except EdgesegError as err:
+        if os.environ.get("EDGESEG_TRACEBACK"):
+            raise
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:  # usage errors carry their own exit code
+        err.show()
+        sys.exit(err.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
