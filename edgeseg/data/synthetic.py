@@ -1,0 +1,276 @@
+"""The built-in ``synthetic`` dataset: procedurally drawn scenes, generated on the fly from a seed.
+
+Each scene is a smooth, randomly coloured background with clutter (strokes, specks and small textured
+patches, all labelled background), then 3-6 objects drawn in turn so that later ones occlude earlier ones,
+a few strokes over everything, an illumination gradient and pixel noise. An object's class is a pair
+(shape, texture), and every colour is random, so colour says nothing about the class:
+
+====================  ========  ========
+class                 shape     texture
+====================  ========  ========
+``disc_stripes``      disc      stripes
+``disc_checks``       disc      checks
+``square_stripes``    square    stripes
+``triangle_checks``   triangle  checks
+``triangle_dots``     triangle  dots
+``ring``              annulus   smooth
+``bar``               bar       smooth
+====================  ========  ========
+
+Texture alone separates some classes within a few pixels; others share a texture and differ only in
+shape (disc vs square, ring vs bar), so a pixel deep inside an object needs context from its outline, up to
+an object's diameter (20-50 pixels at 128x128). Sizes, periods and strokes scale with the image, so the
+scene distribution is the same at every resolution. Sample ``i`` of a split is a pure function of
+``(seed, split, i)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+
+import numpy as np
+
+from edgeseg.data.datasets import SegDataset
+from edgeseg.errors import InputError
+
+SYNTHETIC_CLASSES = [
+    "background", "disc_stripes", "disc_checks", "square_stripes", "triangle_checks", "triangle_dots",
+    "ring", "bar",
+]  # fmt: skip
+SYNTHETIC_PALETTE = [
+    [0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+    [70, 240, 240],
+]  # fmt: skip
+_KINDS = {
+    1: ("disc", "stripes"),
+    2: ("disc", "checks"),
+    3: ("square", "stripes"),
+    4: ("triangle", "checks"),
+    5: ("triangle", "dots"),
+    6: ("ring", "smooth"),
+    7: ("bar", "smooth"),
+}
+_BASE = 128.0  # sizes below are in pixels of a 128-pixel image and scale with the image
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (y, x) as read-only float32 arrays, cached per size."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy.setflags(write=False)
+    xx.setflags(write=False)
+    return yy, xx
+
+
+def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two random RGB colours whose luminances differ by at least 70, so a texture stays visible."""
+    first = rng.uniform(15, 240, 3)
+    candidates = rng.uniform(15, 240, (8, 3))
+    lum = np.array([0.299, 0.587, 0.114])
+    ok = np.abs((candidates - first) @ lum) >= 70
+    second = candidates[int(np.argmax(ok))] if ok.any() else 255.0 - first
+    return first.astype(np.float32), second.astype(np.float32)
+
+
+def _texture(kind: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, unit: float) -> np.ndarray:
+    """Weight of the second colour (0..1) at object coordinates (u, v) for texture ``kind``."""
+    angle = rng.uniform(0, np.pi)
+    p = u * np.cos(angle) + v * np.sin(angle)
+    q = v * np.cos(angle) - u * np.sin(angle)
+    if kind == "stripes":
+        period = rng.uniform(5, 9) * unit
+        return (((p / period + rng.random()) % 1.0) < 0.5).astype(np.float32)
+    if kind == "checks":
+        period = rng.uniform(4.5, 8) * unit
+        cells = np.floor(p / period + rng.random()) + np.floor(q / period + rng.random())
+        return (cells % 2).astype(np.float32)
+    if kind == "dots":
+        period = rng.uniform(6, 9) * unit
+        du = (p / period + rng.random()) % 1.0 - 0.5
+        dv = (q / period + rng.random()) % 1.0 - 0.5
+        return (du * du + dv * dv < 0.3**2).astype(np.float32)
+    span = float(np.abs(p).max(initial=1.0))
+    return np.clip(0.5 + 0.25 * p / span, 0.0, 1.0)  # smooth: a gentle shading between close colours
+
+
+def _shape(
+    kind: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, r: float, unit: float
+) -> np.ndarray:
+    """Boolean mask of shape ``kind`` with size ``r`` at object coordinates (u, v)."""
+    if kind == "disc":
+        return u * u + v * v <= r * r
+    if kind == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.82 * r
+    if kind == "triangle":
+        inside = np.ones(u.shape, dtype=bool)
+        for k in range(3):
+            a = np.pi / 2 + 2 * np.pi * k / 3
+            inside &= u * np.cos(a) + v * np.sin(a) <= 0.6 * r
+        return inside
+    if kind == "ring":
+        thickness = max(3.0 * unit, rng.uniform(0.28, 0.42) * r)
+        d2 = u * u + v * v
+        return (d2 <= r * r) & (d2 >= (r - thickness) ** 2)
+    half_width = max(2.5 * unit, rng.uniform(0.2, 0.3) * r)  # bar
+    return (np.abs(u) <= 1.4 * r) & (np.abs(v) <= half_width)
+
+
+def _window(cy: float, cx: float, extent: float, height: int, width: int) -> tuple[slice, slice] | None:
+    """Slices of the image covering a square of half-side ``extent`` around (cy, cx); None if outside."""
+    y0, y1 = max(0, int(cy - extent)), min(height, int(cy + extent) + 2)
+    x0, x1 = max(0, int(cx - extent)), min(width, int(cx + extent) + 2)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth colour field: a 3x3 grid of random colours, interpolated bilinearly (float32 H×W×3)."""
+    corners = rng.uniform(30, 225, (3, 3, 3)).astype(np.float32)
+    wy = np.maximum(
+        0.0,
+        1.0 - np.abs(np.linspace(0, 2, height, dtype=np.float32)[:, None] - np.arange(3, dtype=np.float32)),
+    )
+    wx = np.maximum(
+        0.0,
+        1.0 - np.abs(np.linspace(0, 2, width, dtype=np.float32)[:, None] - np.arange(3, dtype=np.float32)),
+    )
+    rows = np.tensordot(wy, corners, axes=1)  # H×3(x knots)×3(rgb)
+    field = rows[:, None, 0, :] * wx[None, :, 0, None]
+    for j in (1, 2):
+        field += rows[:, None, j, :] * wx[None, :, j, None]
+    return field
+
+
+def _stroke(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
+    """Draw a straight stroke of random colour and width, labelled background."""
+    height, width = label.shape
+    y0, x0 = rng.uniform(0, height), rng.uniform(0, width)
+    length, angle = rng.uniform(0.1, 0.5) * min(height, width), rng.uniform(0, 2 * np.pi)
+    dy, dx = np.sin(angle) * length, np.cos(angle) * length
+    half = rng.uniform(0.6, 1.4) * unit
+    win = _window(y0 + dy / 2, x0 + dx / 2, length / 2 + half, height, width)
+    if win is None:
+        return
+    yy, xx = _grid(height, width)
+    py, px = yy[win] - y0, xx[win] - x0
+    t = np.clip((py * dy + px * dx) / (length * length), 0.0, 1.0)
+    on = (py - t * dy) ** 2 + (px - t * dx) ** 2 <= half * half
+    image[win][on] = rng.uniform(0, 255, 3)
+    label[win][on] = 0
+
+
+def _speck(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
+    """Draw a small blob, or a small striped/checked patch too small to be an object; labelled background."""
+    height, width = label.shape
+    cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+    size = rng.uniform(2.0, 5.0) * unit
+    win = _window(cy, cx, size, height, width)
+    if win is None:
+        return
+    yy, xx = _grid(height, width)
+    u, v = xx[win] - cx, yy[win] - cy
+    if rng.random() < 0.5:
+        on = u * u + v * v <= size * size
+        image[win][on] = rng.uniform(0, 255, 3)
+    else:
+        on = np.maximum(np.abs(u), np.abs(v)) <= size
+        weight = _texture("stripes" if rng.random() < 0.5 else "checks", rng, u[on], v[on], unit)
+        first, second = _colour_pair(rng)
+        image[win][on] = first + weight[:, None] * (second - first)
+    label[win][on] = 0
+
+
+def _object(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
+    """Draw one object of a random class over ``image`` and write its class into ``label``."""
+    height, width = label.shape
+    cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
+    shape, texture = _KINDS[cls]
+    r = rng.uniform(11.0, 25.0) * unit
+    cy, cx = rng.uniform(0.05, 0.95) * height, rng.uniform(0.05, 0.95) * width
+    win = _window(cy, cx, 1.45 * r, height, width)
+    if win is None:
+        return
+    yy, xx = _grid(height, width)
+    theta = rng.uniform(0, 2 * np.pi)
+    dy, dx = yy[win] - cy, xx[win] - cx
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = dy * np.cos(theta) - dx * np.sin(theta)
+    on = _shape(shape, rng, u, v, r, unit)
+    first, second = _colour_pair(rng)
+    if texture == "smooth":
+        second = np.clip(first + rng.uniform(-40, 40, 3), 0, 255).astype(np.float32)
+    weight = _texture(texture, rng, u[on], v[on], unit)
+    image[win][on] = first + weight[:, None] * (second - first)
+    label[win][on] = cls
+
+
+def generate_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one scene with ``rng``: return (image uint8 H×W×3 RGB, mask int64 H×W)."""
+    unit = min(height, width) / _BASE
+    image = _background(rng, height, width)
+    label = np.zeros((height, width), dtype=np.int64)
+    for _ in range(rng.integers(2, 6)):
+        _stroke(rng, image, label, unit)
+    for _ in range(rng.integers(3, 9)):
+        _speck(rng, image, label, unit)
+    for _ in range(rng.integers(3, 7)):
+        _object(rng, image, label, unit)
+    for _ in range(rng.integers(0, 3)):
+        _stroke(rng, image, label, unit)
+    gy, gx = rng.uniform(-0.25, 0.25, 2)
+    gain_y = 1.0 + gy * np.linspace(-0.5, 0.5, height, dtype=np.float32)
+    gain_x = gx * np.linspace(-0.5, 0.5, width, dtype=np.float32)
+    image *= (gain_y[:, None] + gain_x[None, :])[..., None]
+    noise = rng.standard_normal(image.shape, dtype=np.float32)
+    noise *= rng.uniform(2.0, 8.0)
+    image += noise
+    np.clip(image, 0, 255, out=image)
+    return image.astype(np.uint8), label
+
+
+class SyntheticSegDataset(SegDataset):
+    """The built-in synthetic dataset: ``num_samples`` scenes of ``size`` pixels, drawn on demand.
+
+    ``size`` is a side or ``(height, width)``. Sample ``i`` of ``split`` depends only on ``(seed, split, i)``,
+    so workers, reruns and machines agree; different splits draw different scenes.
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        num_samples: int = 2000,
+        size: int | tuple[int, int] = 128,
+        seed: int = 0,
+        ignore_index: int = 255,
+        num_classes: int | None = None,
+    ) -> None:
+        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        if min(height, width) < 32:
+            raise InputError(f"synthetic image size must be at least 32 pixels, got {height}x{width}")
+        if num_samples < 1:
+            raise InputError(f"synthetic split {split!r} needs at least one sample, got {num_samples}")
+        if num_classes is not None and num_classes != len(SYNTHETIC_CLASSES):
+            raise InputError(
+                f"data.num_classes is {num_classes} but the synthetic dataset has "
+                f"{len(SYNTHETIC_CLASSES)} classes"
+            )
+        self.root = "synthetic"
+        self.split = split
+        self.layout = "synthetic"
+        self.classes = list(SYNTHETIC_CLASSES)
+        self.palette = [list(c) for c in SYNTHETIC_PALETTE]
+        self.ignore_index = ignore_index
+        self.fixed_size = (height, width)
+        self.seed = seed
+        self.ids = range(num_samples)
+        self._split_key = zlib.crc32(split.encode("utf-8"))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self._index(index)
+        rng = np.random.default_rng([self.seed, self._split_key, index])
+        return generate_scene(rng, *self.fixed_size)

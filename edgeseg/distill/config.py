@@ -1,0 +1,51 @@
+"""The ``distill:`` section of a distillation recipe (torch-free; read by ``edgeseg.config.load_recipe``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeseg.errors import InputError
+
+
+@dataclass
+class LossWeights:
+    """Weight of each term of the distillation objective; a term with weight 0 is not computed.
+
+    ``ce``: the trainer's label loss (``train.loss``); ``kd``: pixel-wise KD on logits; ``cwd``: channel-wise
+    distillation on logits; ``feature``: feature distillation over ``feature_pairs``.
+    """
+
+    ce: float = 1.0
+    kd: float = 1.0
+    cwd: float = 0.0
+    feature: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("ce", "kd", "cwd", "feature"):
+            if getattr(self, name) < 0:
+                raise InputError(f"distill.weights.{name}: expected a number >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class DistillConfig:
+    """Teacher → student distillation settings.
+
+    ``teacher``: the teacher's edgeseg checkpoint (trained with ``teacher_recipe``, named for the user's benefit).
+    ``kd_tau``/``cwd_tau``: temperatures of pixel-wise KD and channel-wise distillation. ``feature_pairs`` maps
+    student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair gets a
+    1×1-conv adapter that trains with the student and is dropped from the saved student.
+    """
+
+    teacher: str = ""
+    teacher_recipe: str = ""
+    weights: LossWeights = field(default_factory=LossWeights)
+    kd_tau: float = 1.0
+    cwd_tau: float = 4.0
+    feature_pairs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("kd_tau", "cwd_tau"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"distill.{name}: expected a temperature > 0, got {getattr(self, name)}")
+        if self.weights.feature > 0 and not self.feature_pairs:
+            raise InputError("distill.weights.feature > 0 needs distill.feature_pairs {student_name: teacher_name}")

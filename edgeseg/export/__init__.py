@@ -1,0 +1,33 @@
+"""ONNX export with a parity gate: ``to_onnx``, ``export_checkpoint``, ``validate_onnx``, ``onnx_info``.
+
+Names are imported on first use, so that torch-free pieces (``edgeseg.export.info``) load without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "to_onnx": "edgeseg.export.api",
+    "ExportReport": "edgeseg.export.api",
+    "export_checkpoint": "edgeseg.export.from_checkpoint",
+    "load_samples": "edgeseg.export.from_checkpoint",
+    "validate_onnx": "edgeseg.export.validate",
+    "ValidationResult": "edgeseg.export.validate",
+    "Tolerances": "edgeseg.export.validate",
+    "ParityFailed": "edgeseg.export.validate",
+    "onnx_info": "edgeseg.export.info",
+    "load_onnx": "edgeseg.export.info",
+    "read_metadata": "edgeseg.export.metadata",
+    "write_metadata": "edgeseg.export.metadata",
+    "ExportWrapper": "edgeseg.export.wrappers",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgeseg.export' has no attribute {name!r}")

@@ -1,0 +1,21 @@
+"""The edgeseg model zoo: segmentation models built by name, their backbones and building blocks.
+
+``create(name, num_classes=..., **kw)`` builds a registered model, ``list_models()`` names them,
+``complexity(model, (H, W))`` gives parameters and GFLOPs (multiply-accumulates × 1e-9).
+"""
+
+from edgeseg.models.backbones import LoadReport, create_backbone, load_pretrained_backbone
+from edgeseg.models.base import SegmentationModel
+from edgeseg.models.complexity import complexity
+from edgeseg.models.registry import create, list_models, register_model
+
+__all__ = [
+    "LoadReport",
+    "SegmentationModel",
+    "complexity",
+    "create",
+    "create_backbone",
+    "list_models",
+    "load_pretrained_backbone",
+    "register_model",
+]

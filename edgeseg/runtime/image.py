@@ -1,0 +1,109 @@
+"""Images in and out of the runtime: loading any accepted input as RGB uint8, palettes, masks, overlays."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from edgeseg.errors import InputError
+from edgeseg.fileio import atomic_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+ImageInput = Any  # numpy H×W×3 uint8 array, PIL image, str or os.PathLike
+
+
+def load_rgb(image: ImageInput) -> np.ndarray:
+    """Return ``image`` as an H×W×3 uint8 RGB array.
+
+    Accepts a path (read with Pillow, converted to RGB), a PIL image (converted to RGB) or an H×W×3 uint8
+    numpy array (returned as is, not copied). Anything else raises :class:`InputError` naming the file or
+    the shape.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(
+                f"expected an H×W×3 uint8 RGB array, got shape {image.shape} and dtype {image.dtype}"
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise InputError(f"empty image of shape {image.shape}")
+        return image
+    if isinstance(image, Image.Image):
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise InputError(f"image not found: {path}")
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            raise InputError(f"cannot read image {path}: {err}") from err
+    raise InputError(
+        f"unsupported image type {type(image).__name__}; pass a path, a PIL image or a numpy array"
+    )
+
+
+def default_palette(num_colors: int) -> list[list[int]]:
+    """The Pascal VOC colour map (class index bits spread over R, G, B), for models without a palette."""
+    palette = []
+    for index in range(num_colors):
+        r = g = b = 0
+        c = index
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette.append([r, g, b])
+    return palette
+
+
+def palette_array(palette: list[list[int]]) -> np.ndarray:
+    """A 256×3 uint8 lookup table: the palette's colours, then black for unused indices."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    if palette:
+        colors = np.asarray(palette[:256], dtype=np.int64)
+        if colors.ndim != 2 or colors.shape[1] != 3 or colors.min() < 0 or colors.max() > 255:
+            raise InputError(f"palette must be a list of [r, g, b] values in 0..255, got {palette[:4]!r}...")
+        table[: len(colors)] = colors
+    return table
+
+
+def mask_image(labels: np.ndarray, palette: list[list[int]]) -> Image.Image:
+    """An H×W label map as a PIL image of mode "P" carrying ``palette``; reading it back gives the labels."""
+    if labels.dtype != np.uint8:
+        if labels.max(initial=0) > 255:
+            raise InputError("masks with labels above 255 cannot be stored as palette PNGs")
+        labels = labels.astype(np.uint8)
+    img = Image.fromarray(labels)  # mode "L"; putpalette turns it into "P" without touching the values
+    img.putpalette(palette_array(palette).ravel().tolist())
+    return img
+
+
+def colorize(labels: np.ndarray, palette: list[list[int]]) -> np.ndarray:
+    """An H×W×3 uint8 RGB rendering of a label map."""
+    return palette_array(palette)[labels]
+
+
+def overlay(
+    image: np.ndarray, labels: np.ndarray, palette: list[list[int]], alpha: float = 0.5
+) -> np.ndarray:
+    """Blend the coloured mask over the image: ``(1 - alpha) * image + alpha * colour``, uint8 RGB."""
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha must be within [0, 1], got {alpha}")
+    if image.shape[:2] != labels.shape:
+        raise InputError(f"mask size {labels.shape} differs from image size {image.shape[:2]}")
+    blended = image.astype(np.float32) * (1.0 - alpha)
+    blended += colorize(labels, palette).astype(np.float32) * alpha
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def save_png(img: Image.Image, path: str | os.PathLike) -> None:
+    """Write a PIL image as PNG atomically (temporary file beside the target, then rename)."""
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

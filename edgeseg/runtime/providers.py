@@ -1,0 +1,154 @@
+"""Which ONNX Runtime build is installed, which execution provider to use, and sessions that keep their word.
+
+ONNX Runtime falls back to the CPU without an error when a GPU provider cannot start (a missing CUDA or cuDNN
+library only prints a warning). A model that silently runs ten times slower than asked is worse than an
+error, so :func:`create_session` compares the providers the session really uses with the ones asked for.
+
+Package scheme: ``pip install edgeseg[cpu]`` installs ``onnxruntime``, ``edgeseg[gpu]`` installs
+``onnxruntime-gpu``. The two builds ship the same ``onnxruntime`` module and must never be installed together.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from edgeseg.errors import EdgesegError, InputError
+
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+PROVIDER_CHOICES = ("auto", *PROVIDER_NAMES)
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+INSTALL_HINT = (
+    "install exactly one ONNX Runtime build: `pip install edgeseg[cpu]` (onnxruntime) or "
+    "`pip install edgeseg[gpu]` (onnxruntime-gpu), never both"
+)
+
+
+class ProviderUnavailable(InputError):
+    """The requested execution provider is not offered by the installed ONNX Runtime, or failed to start."""
+
+
+def import_onnxruntime() -> ModuleType:
+    """Import ``onnxruntime``, or raise an error that names the extras that install it."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise EdgesegError(f"onnxruntime is not importable ({err}); {INSTALL_HINT}") from err
+    return onnxruntime
+
+
+@dataclass(frozen=True)
+class OrtBuild:
+    """The installed ONNX Runtime: distribution name(s), version, and the providers it offers."""
+
+    packages: tuple[str, ...]
+    version: str
+    providers: tuple[str, ...]
+    device: str
+
+    @property
+    def package(self) -> str:
+        """The distribution that provides ``onnxruntime`` ("onnxruntime", "onnxruntime-gpu", ...)."""
+        return self.packages[0] if self.packages else "unknown"
+
+    @property
+    def conflicting(self) -> bool:
+        """True when several ONNX Runtime builds are installed at once (they overwrite each other's files)."""
+        return len(self.packages) > 1
+
+    def describe(self) -> str:
+        """One line for logs and ``--version``-style output."""
+        line = f"{self.package} {self.version} (providers: {', '.join(self.providers)})"
+        if self.conflicting:
+            line += f"; WARNING: several builds installed ({', '.join(self.packages)}); {INSTALL_HINT}"
+        return line
+
+
+def ort_build_info() -> OrtBuild:
+    """Report the installed ONNX Runtime build: onnxruntime or onnxruntime-gpu, version, providers."""
+    ort = import_onnxruntime()
+    packages = []
+    for dist in ORT_DISTRIBUTIONS:
+        try:
+            importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        packages.append(dist)
+    return OrtBuild(
+        packages=tuple(packages),
+        version=ort.__version__,
+        providers=tuple(ort.get_available_providers()),
+        device=ort.get_device(),
+    )
+
+
+def resolve_provider(provider: str, available: list[str] | tuple[str, ...]) -> str:
+    """Turn ``auto|cpu|cuda|tensorrt`` into a concrete choice, refusing one the build does not offer.
+
+    ``auto`` picks ``cuda`` when ONNX Runtime offers the CUDA provider, else ``cpu``; TensorRT is never chosen
+    automatically because building its engines takes minutes.
+    """
+    key = provider.lower()
+    if key not in PROVIDER_CHOICES:
+        raise InputError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+    if key == "auto":
+        return "cuda" if PROVIDER_NAMES["cuda"] in available else "cpu"
+    if PROVIDER_NAMES[key] not in available:
+        raise ProviderUnavailable(
+            f"provider {key!r} was requested but the installed ONNX Runtime offers only "
+            f"{', '.join(available)}; for CUDA/TensorRT install onnxruntime-gpu (`pip install edgeseg[gpu]`) "
+            "with matching CUDA and cuDNN libraries"
+        )
+    return key
+
+
+def provider_chain(choice: str) -> list[str]:
+    """The provider list given to ONNX Runtime for a choice (GPU ones keep the CPU for unsupported nodes)."""
+    if choice == "tensorrt":
+        return [PROVIDER_NAMES["tensorrt"], PROVIDER_NAMES["cuda"], PROVIDER_NAMES["cpu"]]
+    if choice == "cuda":
+        return [PROVIDER_NAMES["cuda"], PROVIDER_NAMES["cpu"]]
+    return [PROVIDER_NAMES["cpu"]]
+
+
+def session_options(threads: int | None) -> Any:
+    """Session options: ``threads`` intra-op threads (None: ONNX Runtime's default), quiet logs."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}")
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return options
+
+
+def create_session(path: str, provider: str = "auto", threads: int | None = None) -> tuple[Any, str]:
+    """Open an ``InferenceSession`` on ``provider`` and return it with the choice that is really in use.
+
+    Raises :class:`ProviderUnavailable` when an explicitly requested GPU provider is missing or did not start
+    (checked on the created session, since ONNX Runtime falls back to the CPU silently). With ``auto``, a CUDA
+    provider that fails to start leaves a working CPU session and the returned choice says ``cpu``.
+    """
+    ort = import_onnxruntime()
+    available = ort.get_available_providers()
+    choice = resolve_provider(provider, available)
+    try:
+        session = ort.InferenceSession(path, session_options(threads), providers=provider_chain(choice))
+    except Exception as err:  # ORT raises its own exception types for unreadable or invalid models
+        raise InputError(f"{path}: ONNX Runtime cannot load this model: {err}") from err
+    in_use = session.get_providers()
+    if PROVIDER_NAMES[choice] in in_use:
+        return session, choice
+    if provider.lower() == "auto":
+        return session, "cpu"
+    raise ProviderUnavailable(
+        f"provider {choice!r} was requested and ONNX Runtime offers it, but the session started on "
+        f"{', '.join(in_use)} instead (the GPU libraries failed to load; check the CUDA/cuDNN installation)"
+    )
