@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # Each entry is a module `edgeseg.cli.cmd_<name>` exposing `register(app)`.
-COMMANDS = ["models"]
+COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize"]
 
 
 def _version(value: bool) -> None:

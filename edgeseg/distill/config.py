@@ -30,10 +30,10 @@ class LossWeights:
 class DistillConfig:
     """Teacher → student distillation settings.
 
-    ``teacher``: the teacher's edgeseg checkpoint (trained with ``teacher_recipe``, named for the user's benefit).
-    ``kd_tau``/``cwd_tau``: temperatures of pixel-wise KD and channel-wise distillation. ``feature_pairs`` maps
-    student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair gets a
-    1×1-conv adapter that trains with the student and is dropped from the saved student.
+    ``teacher``: the teacher's edgeseg checkpoint; ``teacher_recipe``: the recipe that trains it (for people).
+    ``kd_tau``/``cwd_tau``: temperatures of pixel-wise KD and channel-wise distillation. ``feature_pairs``
+    maps student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair
+    gets a 1×1-conv adapter that trains with the student and is dropped from the saved student.
     """
 
     teacher: str = ""
@@ -48,4 +48,6 @@ class DistillConfig:
             if getattr(self, name) <= 0:
                 raise InputError(f"distill.{name}: expected a temperature > 0, got {getattr(self, name)}")
         if self.weights.feature > 0 and not self.feature_pairs:
-            raise InputError("distill.weights.feature > 0 needs distill.feature_pairs {student_name: teacher_name}")
+            raise InputError(
+                "distill.weights.feature > 0 needs distill.feature_pairs {student_name: teacher_name}"
+            )

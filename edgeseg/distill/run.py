@@ -33,8 +33,20 @@ def resume_distill_recipe(run_dir: str | Path, overrides: Iterable[str] = ()) ->
 
     recipe = recipe_for_resume(run_dir, overrides, sections=SECTIONS)
     if not recipe.section("distill").teacher:
-        raise InputError(f"{Path(run_dir) / 'last.pt'} was not written by a distillation run (no distill.teacher)")
+        raise InputError(
+            f"{Path(run_dir) / 'last.pt'} was not written by a distillation run (no distill.teacher)"
+        )
     return recipe
+
+
+def teacher_miou(run_dir: str | Path) -> float | None:
+    """The teacher's mIoU recorded once in ``run_dir/metrics.jsonl`` (None if it is not there)."""
+    from edgeseg.train.rundir import METRICS, MetricsLog
+
+    for record in MetricsLog(Path(run_dir) / METRICS).read():
+        if record.get("event") == "reference":
+            return record.get("miou")
+    return None
 
 
 def distill(
@@ -67,7 +79,9 @@ def distill(
     seed_everything(recipe.train.seed + int(os.environ.get("RANK", "0")))
     train_ds, _ = build_datasets(recipe)
     student = build_model(recipe, train_ds.num_classes, say)
-    teacher, teacher_ckpt = load_teacher(cfg.teacher, classes=train_ds.classes, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    teacher, teacher_ckpt = load_teacher(
+        cfg.teacher, classes=train_ds.classes, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    )
     say(f"teacher: {teacher_ckpt['model']['name']} from {cfg.teacher}")
     adapters = None
     if cfg.weights.feature > 0:

@@ -38,7 +38,7 @@ def load_teacher(
     """
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"teacher checkpoint not found: {p} (set distill.teacher, or train the teacher first)")
+        raise InputError(f"teacher checkpoint not found: {p} (set distill.teacher, or train the teacher)")
     try:
         ckpt = load_checkpoint(p)
     except InputError as err:
@@ -66,4 +66,4 @@ def load_teacher(
 
 
 def _close(a: Sequence[float], b: Sequence[float]) -> bool:
-    return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b))
+    return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b, strict=True))

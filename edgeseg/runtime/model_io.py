@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeseg.errors import InputError
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.providers import import_onnxruntime
 
 ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -102,3 +103,16 @@ def read_model_io(session: Any, source: str) -> ModelIO:
         fixed_batch=_fixed(shape[0]),
         num_classes=num_classes,
     )
+
+
+def inspect_model(path: str) -> ModelIO:
+    """Metadata and signature of an ONNX file, read through a CPU session without graph optimizations."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT's own exception types for unreadable or invalid models
+        raise InputError(f"{path}: ONNX Runtime cannot load this model: {err}") from err
+    return read_model_io(session, path)

@@ -36,7 +36,8 @@ class Segmenter:
     by ``tile_overlap`` (a fraction of the tile), their scores blended with a smooth window (None: no tiling).
     ``io_binding``: run through I/O binding with persistent buffers (default: on for GPU providers only).
 
-    ``provider`` and ``providers`` report what the session really uses. A Segmenter reuses its input buffers
+    ``provider`` and ``providers`` report what the session really uses; ``runner`` is the callable that runs
+    the session (a ``SessionRunner`` or a ``BoundRunner``). A Segmenter reuses its input buffers
     between calls and is therefore not thread-safe: use one per thread.
     """
 
@@ -81,9 +82,9 @@ class Segmenter:
         use_binding = self.provider != "cpu" if io_binding is None else io_binding
         if use_binding:
             device = "cpu" if self.provider == "cpu" else "cuda"
-            self._run: Any = BoundRunner(self.session, self.io.input_name, self.io.output_name, device)
+            self.runner: Any = BoundRunner(self.session, self.io.input_name, self.io.output_name, device)
         else:
-            self._run = SessionRunner(self.session, self.io.input_name, self.io.output_name)
+            self.runner = SessionRunner(self.session, self.io.input_name, self.io.output_name)
         self.io_binding = use_binding
 
     def __repr__(self) -> str:
@@ -236,7 +237,7 @@ class Segmenter:
 
     def _run_model(self, tensor: np.ndarray) -> np.ndarray:
         try:
-            out = self._run(tensor)
+            out = self.runner(tensor)
         except Exception as err:  # ORT raises its own types; say which model and which input shape failed
             raise EdgesegError(
                 f"{self.path.name}: inference failed on input of shape {tensor.shape}: {err}"

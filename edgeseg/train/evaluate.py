@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from edgeseg.data.config import DataConfig
 from edgeseg.errors import InputError
 from edgeseg.metrics import SegMetrics, confusion_matrix, metrics_from_confusion
 from edgeseg.train.distributed import DistContext, all_reduce_sum
@@ -37,20 +38,19 @@ def to_batch(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def val_loader(
-    dataset: torch.utils.data.Dataset, batch_size: int | None = None, ctx: DistContext | None = None,
-    workers: int = 0,
+    dataset: torch.utils.data.Dataset, cfg: DataConfig | None = None, ctx: DistContext | None = None
 ) -> torch.utils.data.DataLoader:
-    """Loader over this rank's share of ``dataset`` (every ``world_size``-th image, no padding duplicates).
+    """Validation loader (``edgeseg.data.build_val_loader``) over this rank's share of ``dataset``.
 
-    ``batch_size`` None: 8 when all images share one size (``dataset.fixed_size``), else 1.
+    Each rank takes every ``world_size``-th image, with no padding duplicates, so summing the ranks'
+    confusion matrices counts every image once. ``cfg`` gives the batch size and resizing (defaults if
+    None).
     """
-    from edgeseg.data import build_loader
+    from edgeseg.data import DataConfig, build_val_loader
 
     ctx = ctx or DistContext()
-    if batch_size is None:
-        batch_size = 8 if getattr(dataset, "fixed_size", None) else 1
     shard = list(range(ctx.rank, len(dataset), ctx.world_size))
-    return build_loader(dataset, batch_size, train=False, num_workers=workers, sampler=shard)
+    return build_val_loader(dataset, cfg or DataConfig(), sampler=shard)
 
 
 @torch.no_grad()
@@ -97,9 +97,9 @@ def evaluate(
     *,
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    data_cfg: DataConfig | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    batch_size: int | None = None,
     device: torch.device | None = None,
     amp: bool = False,
     channels_last: bool = False,
@@ -107,7 +107,8 @@ def evaluate(
 ) -> SegMetrics:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on a dataset or an iterable of batches.
 
-    A dataset (the ``edgeseg.data`` contract) supplies ``num_classes`` and ``ignore_index`` itself; under
+    A dataset (the ``edgeseg.data`` contract) supplies ``num_classes`` and ``ignore_index`` itself and is read
+    through :func:`val_loader` with ``data_cfg`` (batch size, resizing); under
     torchrun (``ctx``) each rank takes its share of it and the confusion matrices are summed, so every rank
     returns the metrics of the whole dataset. An iterable of ``(images, masks)`` batches needs
     ``num_classes``.
@@ -116,7 +117,7 @@ def evaluate(
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "num_classes"):
         num_classes = num_classes or data.num_classes
         ignore_index = data.ignore_index if ignore_index is None else ignore_index
-        data = val_loader(data, batch_size, ctx)
+        data = val_loader(data, data_cfg, ctx)
     if num_classes is None:
         raise ValueError("evaluate() needs num_classes when given batches rather than a dataset")
     cm = confusion(
@@ -129,8 +130,15 @@ def evaluate(
     return metrics_from_confusion(cm)
 
 
-def evaluate_onnx(path: str | Path, dataset: torch.utils.data.Dataset, provider: str = "auto") -> SegMetrics:
-    """Metrics of an exported ONNX model through ``edgeseg.runtime.Segmenter``, image by image."""
+def evaluate_onnx(
+    path: str | Path, dataset: torch.utils.data.Dataset, data_cfg: DataConfig | None = None,
+    provider: str = "auto",
+) -> SegMetrics:
+    """Metrics of an exported ONNX model through ``edgeseg.runtime.Segmenter``, image by image.
+
+    Images come from the same validation loader as :func:`evaluate` (so resizing matches) and go to
+    ``Segmenter.predict`` as uint8 RGB, exactly as an application would pass them.
+    """
     from edgeseg.runtime import Segmenter
 
     segmenter = Segmenter(str(path), provider=provider)
@@ -141,8 +149,63 @@ def evaluate_onnx(path: str | Path, dataset: torch.utils.data.Dataset, provider:
             f"{dataset.num_classes}"
         )
     cm = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
-    for i in range(len(dataset)):
-        image, mask = dataset[i]
-        pred = segmenter.predict(image)
-        cm += confusion_matrix(pred, mask, dataset.num_classes, dataset.ignore_index)
+    for images, masks in val_loader(dataset, data_cfg):
+        pixels = images.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for image, mask in zip(pixels, masks.numpy(), strict=True):
+            pred = segmenter.predict(np.ascontiguousarray(image))
+            cm += confusion_matrix(pred, mask, dataset.num_classes, dataset.ignore_index)
     return metrics_from_confusion(cm)
+
+
+def evaluate_file(
+    path: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    *,
+    overrides: Sequence[str] = (),
+    device: str = "auto",
+    provider: str = "auto",
+) -> tuple[SegMetrics, list[str]]:
+    """Evaluate a checkpoint (``.pt``) or an exported model (``.onnx``); return (metrics, class names).
+
+    A checkpoint brings its own data settings (its recipe's ``data`` section); ``data`` replaces the root
+    (a folder or ``synthetic``) and ``overrides`` (``data.key=value``) adjust the rest. An ONNX file carries
+    no data settings, so ``data`` is required and the defaults apply apart from ``overrides``.
+    """
+    import dataclasses
+
+    from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgeseg.config import Recipe, apply_override
+    from edgeseg.data import build_dataset
+    from edgeseg.train.distributed import resolve_device
+
+    p = Path(path)
+    is_onnx = p.suffix.lower() == ".onnx"
+    if is_onnx:
+        if not p.is_file():
+            raise InputError(f"model not found: {p}")
+        if data is None:
+            raise InputError(f"{p} is an ONNX model: pass --data PATH|synthetic to say what to evaluate on")
+        ckpt: dict = {}
+        raw: dict = {}
+    else:
+        ckpt = load_checkpoint(p)
+        raw = {"data": dict((ckpt.get("recipe") or {}).get("data") or {})}
+    for item in overrides:
+        apply_override(raw, item)
+    cfg = Recipe.from_dict(raw, strict=False, source=f"{p} data settings").data
+    if data is not None:
+        cfg = dataclasses.replace(cfg, root=data)
+    dataset = build_dataset(cfg.root, split, cfg)
+    if is_onnx:
+        return evaluate_onnx(p, dataset, cfg, provider), list(dataset.classes)
+    classes = list(ckpt.get("classes") or [])
+    if len(classes) != dataset.num_classes:
+        raise InputError(
+            f"{p} was trained on {len(classes)} classes but the data at {cfg.root} has {dataset.num_classes}"
+        )
+    model = model_from_checkpoint(ckpt).to(resolve_device(device))
+    metrics = evaluate(
+        model, dataset, data_cfg=cfg, mean=ckpt.get("mean", IMAGENET_MEAN), std=ckpt.get("std", IMAGENET_STD)
+    )
+    return metrics, classes

@@ -97,6 +97,8 @@ class FitResult:
     best_epoch: int
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = True
+    """False when ``stop_after_steps`` ended the call early (``last.pt`` then resumes it)."""
 
 
 def fit(
@@ -111,6 +113,7 @@ def fit(
     reference: tuple[str, nn.Module] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    stop_after_steps: int | None = None,
 ) -> FitResult:
     """Train ``recipe`` into ``run_dir`` (``best.pt``, ``last.pt``, ``metrics.jsonl``, ``recipe.yaml``).
 
@@ -118,12 +121,17 @@ def fit(
     position inside it, every RNG). A folder that already holds a run is refused unless ``resume`` or
     ``force``. ``model`` defaults to ``build_model(recipe, ...)``; ``objective`` to the recipe's label loss.
     ``extra_modules`` (name → module) are trained along and saved only in ``last.pt``'s train state.
-    ``reference`` (name, model) is evaluated once on the validation split and logged. Works the same under
+    ``reference`` (name, model) is evaluated once on the validation split and logged. ``stop_after_steps``
+    ends this call once that many optimizer steps (counted over the whole run) are done and saved, as an
+    interruption would, leaving the schedule as the recipe says (for time-sliced training and tests).
+    ``log`` receives the messages (default: printed above the progress bars). Works the same under
     torchrun, where only rank 0 writes and prints.
     """
     ctx = dist.setup(recipe.train.device)
     try:
-        return _Trainer(recipe, Path(run_dir), ctx, progress, log).run(
+        trainer = _Trainer(recipe, Path(run_dir), ctx, progress, log)
+        trainer.stop_after_steps = stop_after_steps
+        return trainer.run(
             resume=resume, force=force, model=model, objective=objective,
             extra_modules=dict(extra_modules or {}), reference=reference,
         )
@@ -142,9 +150,10 @@ class _Trainer:
         self.run_dir = run_dir
         self.ctx = ctx
         self.device = ctx.device
-        self.ui = TrainProgress(enabled=progress and ctx.is_main)
+        self.ui = TrainProgress(bars=progress and ctx.is_main)
         self._log = log
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        self.stop_after_steps: int | None = None
 
     def log(self, message: str) -> None:
         if not self.ctx.is_main:
@@ -159,7 +168,7 @@ class _Trainer:
         self, *, resume: bool, force: bool, model: nn.Module | None, objective: Objective | None,
         extra_modules: dict[str, nn.Module], reference: tuple[str, nn.Module] | None,
     ) -> FitResult:
-        from edgeseg.data import build_augment, build_loader
+        from edgeseg.data import BatchAugment, build_train_loader
 
         r, t, ctx = self.recipe, self.recipe.train, self.ctx
         if ctx.is_main:
@@ -190,17 +199,14 @@ class _Trainer:
             drop_last=True,
         )
         self.skip = SkipSampler(self.sampler)
-        self.loader = build_loader(
-            self.train_ds, r.data.batch_size, train=True, crop_size=r.data.crop_size, seed=t.seed + ctx.rank,
-            num_workers=r.data.workers, sampler=self.skip,
-        )
+        self.loader = build_train_loader(self.train_ds, r.data, seed=t.seed, sampler=self.skip)
         self.steps_per_epoch = len(self.sampler) // r.data.batch_size
         if self.steps_per_epoch == 0:
             raise InputError(
                 f"data.batch_size {r.data.batch_size} is larger than the {len(self.sampler)} training images "
                 "this process gets; lower it"
             )
-        self.augment = build_augment(r.augment, ignore_index=self.ignore_index).to(self.device)
+        self.augment = BatchAugment(r.augment, ignore_index=self.ignore_index).to(self.device)
         self.mix_gen = torch.Generator().manual_seed(t.seed * 1000 + ctx.rank)
         modules = {"": self.model, **dict(self.extras.items())}
         self.optimizer = build_optimizer(param_groups(modules, r.optim.lr, t.lr_mult), r.optim)
@@ -253,10 +259,12 @@ class _Trainer:
         self.step = state["step"]
         self.best_miou, self.best_epoch = state["best_miou"], state["best_epoch"]
         self.reference = state.get("reference")
-        self.partial = state.get("partial")
+        partials = state.get("partial") or [None]
         self.last_metrics = dict(ckpt.get("metrics") or {})
         rng = state["rng"]
-        self.resume_rng = rng[self.ctx.rank] if len(rng) == self.ctx.world_size else None
+        same_world = len(rng) == self.ctx.world_size
+        self.resume_rng = rng[self.ctx.rank] if same_world else None
+        self.partial = partials[self.ctx.rank] if same_world and len(partials) == len(rng) else None
         if self.resume_rng is None:
             self.log(
                 f"resuming with {self.ctx.world_size} processes instead of {len(rng)}: RNG streams reseeded"
@@ -281,8 +289,16 @@ class _Trainer:
     def _train(self) -> FitResult:
         t = self.recipe.train
         history = []
+        stop = self.stop_after_steps
+        finished = True
         for epoch in range(self.start_epoch, t.epochs):
+            if stop is not None and self.step >= stop:
+                finished = False
+                break
             record = self._train_epoch(epoch)
+            if record is None:
+                finished = False
+                break
             done = epoch + 1
             if done % max(1, t.eval_interval) == 0 or done == t.epochs:
                 metrics = self._evaluate(self.model)
@@ -304,18 +320,20 @@ class _Trainer:
                 self.metrics_log.append(record)
             history.append(record)
             self._save_last(epoch=done, iteration=0)
-        if not (self.run_dir / BEST).is_file() and self.ctx.is_main:
+        if finished and not (self.run_dir / BEST).is_file() and self.ctx.is_main:
             raise InputError(f"{self.run_dir}: nothing was trained (train.epochs is {t.epochs})")
         return FitResult(
             run_dir=self.run_dir, best_path=self.run_dir / BEST, last_path=self.run_dir / LAST,
             best_miou=self.best_miou, best_epoch=self.best_epoch, epochs=t.epochs, history=history,
+            finished=finished,
         )
 
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+    def _train_epoch(self, epoch: int) -> dict[str, Any] | None:
+        """Train one epoch; return its metrics record, or None when ``stop_after_steps`` cut it short."""
         t, bs = self.recipe.train, self.recipe.data.batch_size
         first = epoch == self.start_epoch and self.start_iter > 0
         skip = self.start_iter if first else 0
-        self.sampler.set_epoch(epoch)
+        self.loader.sampler.set_epoch(epoch)  # forwarded to the DistributedSampler
         self.skip.skip = skip * bs
         sums: dict[str, float] = dict(self.partial or {}) if first else {}
         sums.setdefault("images", 0.0)
@@ -336,9 +354,13 @@ class _Trainer:
                     sums[f"loss_{k}"] = sums.get(f"loss_{k}", 0.0) + v * n
                 ips = seen * self.ctx.world_size / max(time.perf_counter() - start, 1e-9)
                 self.ui.update(loss, ips)
-                interval = t.checkpoint_interval
-                if interval and self.step % interval == 0 and it + 1 < self.steps_per_epoch:
-                    self._save_last(epoch=epoch, iteration=it + 1, partial=sums)
+                if it + 1 < self.steps_per_epoch:
+                    interval, stop = t.checkpoint_interval, self.stop_after_steps
+                    stopping = stop is not None and self.step >= stop
+                    if stopping or (interval and self.step % interval == 0):
+                        self._save_last(epoch=epoch, iteration=it + 1, partial=sums)
+                    if stopping:
+                        return None
         finally:
             self.ui.end_epoch()
         elapsed = time.perf_counter() - start
@@ -360,17 +382,19 @@ class _Trainer:
     def _step(self, images: Tensor, masks: Tensor) -> tuple[float, dict[str, float]]:
         """One optimisation step on a raw batch; returns the loss and its parts as floats."""
         from edgeseg.data import normalize
-        from edgeseg.data.mix import mix_batch
+        from edgeseg.data.mix import MixedBatch, mix_batch
 
         t, aug = self.recipe.train, self.recipe.augment
         images = images.to(self.device, non_blocking=True)
         masks = masks.to(self.device, non_blocking=True)
+        images, masks = self.augment(images, masks)
         if aug.enabled:
-            images, masks = self.augment(images, masks)
-        batch = mix_batch(
-            images, masks, self.mix_gen, cutmix_prob=aug.cutmix_prob, cutmix_alpha=aug.cutmix_alpha,
-            mixup_prob=aug.mixup_prob, mixup_alpha=aug.mixup_alpha,
-        )
+            batch = mix_batch(
+                images, masks, self.mix_gen, cutmix_prob=aug.cutmix_prob, cutmix_alpha=aug.cutmix_alpha,
+                mixup_prob=aug.mixup_prob, mixup_alpha=aug.mixup_alpha,
+            )
+        else:
+            batch = MixedBatch(images, masks, masks, 1.0)
         x = normalize(batch.images, self.mean, self.std)
         if t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -405,8 +429,8 @@ class _Trainer:
     def _evaluate(self, model: nn.Module) -> dict[str, Any]:
         r = self.recipe
         m = evaluate(
-            model, self.val_ds, mean=self.mean, std=self.std, batch_size=r.data.val_batch_size,
-            device=self.device, amp=r.train.amp, channels_last=r.train.channels_last, ctx=self.ctx,
+            model, self.val_ds, data_cfg=r.data, mean=self.mean, std=self.std, device=self.device,
+            amp=r.train.amp, channels_last=r.train.channels_last, ctx=self.ctx,
         )
         return clean_metrics(m.to_dict(self.val_ds.classes))
 
@@ -421,6 +445,7 @@ class _Trainer:
     def _save_last(self, epoch: int, iteration: int, partial: dict[str, float] | None = None) -> None:
         """Write ``last.pt`` with everything needed to continue from (epoch, iteration)."""
         rng = dist.all_gather_objects(capture_rng({"mix": self.mix_gen}), self.ctx)
+        partials = dist.all_gather_objects(dict(partial) if partial else None, self.ctx)
         if not self.ctx.is_main:
             return
         state = {
@@ -433,7 +458,7 @@ class _Trainer:
             "best_miou": self.best_miou,
             "best_epoch": self.best_epoch,
             "reference": self.reference,
-            "partial": dict(partial) if partial else None,
+            "partial": partials,
             "extra_modules": {k: m.state_dict() for k, m in self.extras.items()},
             "rng": rng,
             "world_size": self.ctx.world_size,

@@ -14,22 +14,25 @@ from rich.progress import (
 
 
 class TrainProgress:
-    """Progress display of the main process; ``enabled=False`` (other ranks, quiet runs) prints nothing."""
+    """Progress display of the main process: bars when ``bars`` is true, and log lines.
 
-    def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
-        self.enabled = enabled
+    Use it on the main process only (other ranks print nothing). Without ``bars`` (``--quiet``, logs
+    captured to files) only the log lines appear.
+    """
+
+    def __init__(self, bars: bool = True, console: Console | None = None) -> None:
+        self.bars = bars
         self.console = console or Console()
         self._progress: Progress | None = None
         self._task: int | None = None
 
     def log(self, message: str) -> None:
-        """Print one line above the bars."""
-        if self.enabled:
-            self.console.print(message, highlight=False, markup=False)
+        """Print one line (above the bars while they run)."""
+        self.console.print(message, highlight=False, markup=False)
 
     def start_epoch(self, epoch: int, epochs: int, total: int, completed: int = 0) -> None:
         """Open the bar of ``epoch`` (1-based): ``total`` iterations, ``completed`` of them already done."""
-        if not self.enabled:
+        if not self.bars:
             return
         self._progress = Progress(
             TextColumn(f"epoch {epoch}/{epochs}"),

@@ -17,6 +17,11 @@ class SkipSampler(torch.utils.data.Sampler[int]):
         self.base = base
         self.skip = skip
 
+    def set_epoch(self, epoch: int) -> None:
+        """Forwarded to ``base`` (a DistributedSampler reshuffles per epoch)."""
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[int]:
         for i, index in enumerate(self.base):
             if i >= self.skip:

@@ -1,0 +1,149 @@
+"""Renderers of benchmark results: a rich table, JSON, a markdown table, a matplotlib bar plot.
+
+The JSON document is ``{"edgeseg_version", "created", "environment", "settings", "rows": [...]}``; each row
+is :meth:`BenchResult.to_row`: ``model, engine, provider, precision, batch, height, width, threads`` then
+``runs, warmup, p50_ms, p90_ms, p99_ms, mean_ms, min_ms, max_ms, std_ms, throughput_ips, peak_mem_mb,
+mem_kind``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeseg import __version__
+from edgeseg.bench.timing import BenchResult
+from edgeseg.fileio import atomic_path, write_text_atomic
+
+COLUMNS = (
+    "model",
+    "engine",
+    "provider",
+    "precision",
+    "batch",
+    "size",
+    "threads",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean ms",
+    "img/s",
+    "peak MiB",
+)
+
+
+def _cells(result: BenchResult) -> list[str]:
+    c = result.config
+    mem = "-" if result.peak_mem_mb is None else f"{result.peak_mem_mb:.0f}"
+    return [
+        c.model,
+        c.engine,
+        c.provider,
+        c.precision,
+        str(c.batch),
+        f"{c.height}x{c.width}",
+        "-" if c.threads is None else str(c.threads),
+        f"{result.p50_ms:.2f}",
+        f"{result.p90_ms:.2f}",
+        f"{result.p99_ms:.2f}",
+        f"{result.mean_ms:.2f}",
+        f"{result.throughput_ips:.1f}",
+        mem,
+    ]
+
+
+def rich_table(results: Sequence[BenchResult]) -> Any:
+    """A ``rich.table.Table`` with one line per configuration."""
+    from rich.table import Table
+
+    table = Table(title="edgeseg bench (latency per batch)")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in ("model", "engine", "provider") else "right")
+    for result in results:
+        table.add_row(*_cells(result))
+    return table
+
+
+def markdown_table(results: Sequence[BenchResult]) -> str:
+    """A GitHub-flavoured markdown table with one line per configuration."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def environment() -> dict[str, Any]:
+    """Where the figures come from: Python, platform, CPU, ONNX Runtime build and, if loaded, PyTorch."""
+    from edgeseg.runtime.providers import ort_build_info
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+    }
+    ort = ort_build_info()
+    info["onnxruntime"] = {"package": ort.package, "version": ort.version, "providers": list(ort.providers)}
+    if "torch" in sys.modules:
+        info["torch"] = sys.modules["torch"].__version__
+    return info
+
+
+def json_document(results: Sequence[BenchResult], settings: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able document of a benchmark run."""
+    return {
+        "edgeseg_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "settings": settings,
+        "rows": [r.to_row() for r in results],
+    }
+
+
+def write_json(path: str | os.PathLike, results: Sequence[BenchResult], settings: dict[str, Any]) -> None:
+    """Write the JSON document atomically."""
+    write_text_atomic(path, json.dumps(json_document(results, settings), indent=2) + "\n")
+
+
+def write_markdown(path: str | os.PathLike, results: Sequence[BenchResult]) -> None:
+    """Write the markdown table atomically."""
+    write_text_atomic(path, markdown_table(results))
+
+
+def write_plot(path: str | os.PathLike, results: Sequence[BenchResult]) -> None:
+    """Horizontal latency bars, one per configuration, coloured by model: bar p50, whisker to p90, dot p99."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r.config.model for r in results))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(results) + 1.6))
+    ys = list(range(len(results)))[::-1]
+    for y, r in zip(ys, results, strict=True):
+        color = colors[models.index(r.config.model) % len(colors)]
+        ax.barh(y, r.p50_ms, color=color, xerr=[[0], [r.p90_ms - r.p50_ms]], capsize=3)
+        ax.plot(r.p99_ms, y, "o", color="black", markersize=3)
+    ax.set_yticks(ys, [r.config.label() for r in results], fontsize=8)
+    ax.set_xlabel("latency per batch (ms): bar p50, whisker p90, dot p99")
+    ax.set_title("edgeseg bench")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % len(colors)]) for i in range(len(models))]
+    ax.legend(handles, models, fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,68 @@
+"""``edgeseg distill``: train a compact student against a frozen teacher (see ``edgeseg.distill``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.errors import InputError
+
+
+def distill_command(
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(help="Distillation recipe (YAML): the student's training sections plus 'distill:'."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/<recipe name>).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key, e.g. --set distill.weights.kd=2 (repeatable)."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the run in this folder from its last.pt."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start again in a folder that holds a run.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Distil a teacher checkpoint into a student: pixel-wise KD, channel-wise KD and feature KD plus CE.
+
+    The run folder gets best.pt / last.pt (ordinary student checkpoints, adapters dropped), metrics.jsonl
+    (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.
+    """
+    from edgeseg.distill.run import distill, load_distill_recipe, resume_distill_recipe, teacher_miou
+
+    sets = list(overrides or [])
+    if resume is not None:
+        if output is not None and Path(output).resolve() != Path(resume).resolve():
+            raise InputError(f"--resume {resume} and -o {output} name different folders; give one of them")
+        if not (Path(resume) / "last.pt").is_file():
+            raise InputError(f"cannot resume: {Path(resume) / 'last.pt'} does not exist")
+        cfg = resume_distill_recipe(resume, sets)
+        if recipe is not None:
+            typer.echo(f"note: continuing with the run's own recipe; {recipe} is not read", err=True)
+        run_dir = Path(resume)
+    else:
+        if recipe is None:
+            raise InputError("give a RECIPE to start a distillation run, or --resume RUN_DIR to continue one")
+        cfg = load_distill_recipe(recipe, sets)
+        run_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
+    result = distill(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    teacher = teacher_miou(result.run_dir)
+    typer.echo(
+        (f"teacher mIoU {teacher:.4f}; " if teacher is not None else "")
+        + f"student best mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
+        f"checkpoints in {result.run_dir} ({result.best_path.name}, {result.last_path.name})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``edgeseg distill`` to ``app``."""
+    app.command("distill")(distill_command)

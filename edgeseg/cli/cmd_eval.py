@@ -1,0 +1,64 @@
+"""``edgeseg eval``: mIoU, pixel accuracy and per-class IoU of a checkpoint or an ONNX model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def eval_command(
+    model: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or an exported model (.onnx).")],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Dataset folder or 'synthetic' (default: the checkpoint's own data)."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate on.")] = "val",
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Adjust data settings, e.g. --set data.synthetic_val=50 (repeatable)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"miou", "pixel_acc", "per_class_iou": {name: iou}}.')
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (checkpoints).")] = (
+        "auto"
+    ),
+    provider: Annotated[str, typer.Option("--provider", help="ONNX Runtime provider (ONNX models).")] = (
+        "auto"
+    ),
+) -> None:
+    """Evaluate a model on a dataset split: mIoU, pixel accuracy and a per-class IoU table.
+
+    ONNX models run through edgeseg.runtime.Segmenter, so their figures compare line for line with those of
+    the checkpoint they were exported from. Fractions are in [0, 1]; a class absent from both the labels and
+    the predictions has no IoU (null) and does not count in the mean.
+    """
+    from edgeseg.train.evaluate import evaluate_file
+
+    metrics, classes = evaluate_file(
+        model, data, split, overrides=list(overrides or []), device=device, provider=provider
+    )
+    result = metrics.to_dict(classes)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{model.name} on {data or 'its own data'} ({split})")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, iou in result["per_class_iou"].items():
+        table.add_row(name, "—" if iou is None or math.isnan(iou) else f"{iou:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_acc']:.4f}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``edgeseg eval`` to ``app``."""
+    app.command("eval")(eval_command)

@@ -1,0 +1,33 @@
+"""Training: losses, optimizers and schedules, transfer learning, evaluation, the loop, torchrun support.
+
+``fit(recipe, run_dir)`` trains a recipe into a run folder; ``evaluate(model, dataset)`` gives
+``edgeseg.metrics.SegMetrics``. Distillation plugs in through ``fit``'s ``objective``, ``extra_modules`` and
+``reference`` arguments (see :class:`Objective`).
+"""
+
+from edgeseg.train.builders import build_datasets, build_model
+from edgeseg.train.evaluate import evaluate, evaluate_onnx
+from edgeseg.train.loop import FitResult, Objective, SupervisedObjective, fit
+from edgeseg.train.losses import LossTerm, build_loss, cross_entropy, dice_loss, label_loss
+from edgeseg.train.rundir import recipe_for_resume
+from edgeseg.train.transfer import TransferReport, freeze, load_pretrained
+
+__all__ = [
+    "FitResult",
+    "LossTerm",
+    "Objective",
+    "SupervisedObjective",
+    "TransferReport",
+    "build_datasets",
+    "build_loss",
+    "build_model",
+    "cross_entropy",
+    "dice_loss",
+    "evaluate",
+    "evaluate_onnx",
+    "fit",
+    "freeze",
+    "label_loss",
+    "load_pretrained",
+    "recipe_for_resume",
+]
