@@ -166,7 +166,9 @@ def test_generic_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"mask .*b\.png is 16x13 but its image .*b\.png is 16x12"):
         build_dataset(tmp_path, "train")
     _mask(tmp_path / "masks" / "train" / "b.png", np.full((H, W), 7))
-    with pytest.raises(InputError, match=r"b\.png: label value 7 is >= num_classes \(4\) and is not ignore_index"):
+    with pytest.raises(
+        InputError, match=r"b\.png: label value 7 is >= num_classes \(4\) and is not ignore_index"
+    ):
         build_dataset(tmp_path, "train")[1]
     (tmp_path / "images" / "train" / "b.png").write_bytes(b"not an image at all")
     with pytest.raises(InputError, match=r"cannot read image .*train/b\.png"):
@@ -222,7 +224,9 @@ def test_cityscapes_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"labelIds\.png: label value 40 is not a valid cityscapes label id"):
         build_dataset(tmp_path, "val")[0]
     _image(tmp_path / "leftImg8bit" / "val" / "lindau" / "lindau_000001_000019_leftImg8bit.png", 1)
-    with pytest.raises(InputError, match=r"lindau_000001_000019_leftImg8bit\.png has no mask .*gtFine_labelIds"):
+    with pytest.raises(
+        InputError, match=r"lindau_000001_000019_leftImg8bit\.png has no mask .*gtFine_labelIds"
+    ):
         build_dataset(tmp_path, "val")
     with pytest.raises(InputError, match=r"leftImg8bit/train does not exist"):
         build_dataset(tmp_path, "train")

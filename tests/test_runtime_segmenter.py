@@ -81,14 +81,14 @@ class StridedNoPad(nn.Module):
 class Pointwise(nn.Module):
     """1×1 convolutions only: no spatial context, so tiles must reproduce the whole-image result."""
 
-    def __init__(self, labels: bool = False) -> None:
+    def __init__(self, output: str = "logits") -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, NUM_CLASSES, 1))
-        self.labels = labels
+        self.output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x)
-        return y.argmax(1) if self.labels else y
+        return y.argmax(1) if self.output == "argmax" else y.softmax(1) if self.output == "softmax" else y
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def models(student, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("runtime_models")
     palette = [[i * 40, 0, 255 - i * 40] for i in range(NUM_CLASSES)]
     meta = {"classes": [f"c{i}" for i in range(NUM_CLASSES)], "palette": palette}
-    names = ("logits", "argmax_graph", "static", "nopad", "pw", "pw_lab")
+    names = ("logits", "argmax_graph", "static", "nopad", "pw", "pw_lab", "pw_soft")
     paths = {name: folder / f"{name}.onnx" for name in names}
     fast = {"validate": False, "simplify": False, "metadata": meta}
     to_onnx(student, paths["logits"], **fast)
@@ -112,9 +112,10 @@ def models(student, tmp_path_factory) -> dict:
     export_plain(nopad, paths["nopad"], ModelMetadata(stride=8, pads_internally=False))
     pointwise = Pointwise()
     export_plain(pointwise, paths["pw"], ModelMetadata(stride=1, pads_internally=False))
-    labeler = Pointwise(labels=True)
-    labeler.net.load_state_dict(pointwise.net.state_dict())
-    export_plain(labeler, paths["pw_lab"], ModelMetadata(stride=1, pads_internally=False, output="argmax"))
+    for key, kind in (("pw_lab", "argmax"), ("pw_soft", "softmax")):
+        variant = Pointwise(kind)
+        variant.net.load_state_dict(pointwise.net.state_dict())
+        export_plain(variant, paths[key], ModelMetadata(stride=1, pads_internally=False, output=kind))
     export_plain(pointwise, paths["static"], ModelMetadata(), static=(64, 96))
     return {"paths": paths, "nopad": nopad, "pointwise": pointwise, "meta": meta}
 
@@ -197,6 +198,16 @@ def test_tiles_reproduce_whole_image_inference_without_spatial_context(models):
             np.testing.assert_allclose(tiled.logits(img), whole.logits(img), atol=1e-5)
         small = rgb(40, 30)
         np.testing.assert_array_equal(tiled.predict(small), whole.predict(small))
+
+
+def test_softmax_model_gives_probabilities_and_the_same_labels(models):
+    img = rgb(37, 51)
+    logits = Segmenter(models["paths"]["pw"], provider="cpu")
+    probs = Segmenter(models["paths"]["pw_soft"], provider="cpu")
+    scores = probs.logits(img)
+    np.testing.assert_allclose(scores.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores, torch.from_numpy(logits.logits(img)).softmax(0).numpy(), atol=1e-6)
+    assert_same_labels(probs.predict(img), logits.logits(img))
 
 
 def test_cpu_io_binding_gives_the_same_results_without_aliasing(models):

@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # Each entry is a module `edgeseg.cli.cmd_<name>` exposing `register(app)`.
-COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize"]
+COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize", "export", "validate", "info"]
 
 
 def _version(value: bool) -> None:

@@ -25,10 +25,10 @@ class MixedBatch:
     lam: float
 
 
-def _beta(alpha: float, generator: torch.Generator) -> float:
-    """One draw from Beta(alpha, alpha), seeded from ``generator`` (torch has no seeded Beta sampler)."""
+def _beta(alpha: float, generator: torch.Generator, n: int = 1) -> np.ndarray:
+    """``n`` draws from Beta(alpha, alpha), seeded from ``generator`` (torch has no seeded Beta sampler)."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return float(np.random.default_rng(seed).beta(alpha, alpha))
+    return np.random.default_rng(seed).beta(alpha, alpha, size=n)
 
 
 def cutmix(
@@ -41,7 +41,7 @@ def cutmix(
     """
     n, _, height, width = images.shape
     perm = torch.randperm(n, generator=generator)
-    lams = torch.tensor([_beta(alpha, generator) for _ in range(n)])
+    lams = torch.from_numpy(_beta(alpha, generator, n))
     cut_h = (height * torch.sqrt(1.0 - lams)).long()
     cut_w = (width * torch.sqrt(1.0 - lams)).long()
     cy = torch.randint(0, height, (n,), generator=generator)
@@ -66,7 +66,7 @@ def mixup(
     ``target_a`` is ``masks``, ``target_b`` is ``masks[perm]``; inputs are not modified.
     """
     perm = torch.randperm(images.shape[0], generator=generator).to(images.device)
-    lam = _beta(alpha, generator)
+    lam = float(_beta(alpha, generator)[0])
     mixed = images * lam + images[perm] * (1.0 - lam)
     return MixedBatch(mixed, masks, masks[perm], lam)
 

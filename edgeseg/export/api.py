@@ -165,13 +165,30 @@ def to_onnx(
         meta = build_metadata(module, num_classes=num_classes, overrides=metadata)
         meta.mean = list(mean) if mean is not None else list(meta.mean)
         meta.std = list(std) if std is not None else list(meta.std)
-        wrapper = ExportWrapper(module, output=output, preprocess=preprocess, mean=meta.mean, std=meta.std,
-                                output_key=output_key, num_classes=num_classes).to(device)
-        example = (torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8, device=device)
-                   if preprocess else float_example)
-        exported = export_module(wrapper, example, exporter=exporter, opset=opset,
-                                 input_layout="NHWC" if preprocess else "NCHW", output=output,
-                                 dynamic_batch=dynamic, dynamic_hw=static is None)
+        wrapper = ExportWrapper(
+            module,
+            output=output,
+            preprocess=preprocess,
+            mean=meta.mean,
+            std=meta.std,
+            output_key=output_key,
+            num_classes=num_classes,
+        ).to(device)
+        example = (
+            torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8, device=device)
+            if preprocess
+            else float_example
+        )
+        exported = export_module(
+            wrapper,
+            example,
+            exporter=exporter,
+            opset=opset,
+            input_layout="NHWC" if preprocess else "NCHW",
+            output=output,
+            dynamic_batch=dynamic,
+            dynamic_hw=static is None,
+        )
     raw = exported.model
     check_graph(raw, "the raw export")
     final, tool, note = raw, None, ""
@@ -183,17 +200,27 @@ def to_onnx(
         else:
             check_graph(simplified.model, f"the graph simplified by {simplified.tool}")
             final, tool, note = simplified.model, simplified.tool, simplified.note
-    meta = finalize_metadata(meta, output=output, preprocess=preprocess, opset=exported.opset, static_size=static)
+    meta = finalize_metadata(
+        meta, output=output, preprocess=preprocess, opset=exported.opset, static_size=static
+    )
     write_metadata(final, meta)
     result = None
     with atomic_path(target) as tmp:
         onnx.save(final, os.fspath(tmp))
         if validate:
-            result = validate_onnx(tmp, module, metadata=meta, output_key=output_key, samples=samples,
-                                   num_classes=num_classes, tolerances=tolerances)
+            result = validate_onnx(
+                tmp,
+                module,
+                metadata=meta,
+                output_key=output_key,
+                samples=samples,
+                num_classes=num_classes,
+                tolerances=tolerances,
+            )
             if not result.passed:
-                raise _gate_failure(result, raw, tool, module, meta, output_key, num_classes, tolerances,
-                                    exported.warnings)
+                raise _gate_failure(
+                    result, raw, tool, module, meta, output_key, num_classes, tolerances, exported.warnings
+                )
     return ExportReport(
         path=target,
         exporter=exported.exporter,
@@ -229,8 +256,9 @@ def _gate_failure(
     blame = ""
     if tool is not None:
         write_metadata(raw, meta)
-        raw_result = validate_onnx(raw, module, metadata=meta, output_key=output_key, num_classes=num_classes,
-                                   tolerances=tolerances)
+        raw_result = validate_onnx(
+            raw, module, metadata=meta, output_key=output_key, num_classes=num_classes, tolerances=tolerances
+        )
         if raw_result.passed:
             blame = f" The unsimplified graph passes: {tool} changed the outputs; export with --no-simplify."
     if not blame and tracer_warnings:

@@ -79,12 +79,16 @@ def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-def _resize_pair(image: np.ndarray, mask: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _resize_pair(
+    image: np.ndarray, mask: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear image and nearest mask resize to a fixed model size."""
     from PIL import Image
 
     resized = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-    rows = np.minimum(((np.arange(height) + 0.5) * mask.shape[0] / height).astype(np.int64), mask.shape[0] - 1)
+    rows = np.minimum(
+        ((np.arange(height) + 0.5) * mask.shape[0] / height).astype(np.int64), mask.shape[0] - 1
+    )
     cols = np.minimum(((np.arange(width) + 0.5) * mask.shape[1] / width).astype(np.int64), mask.shape[1] - 1)
     return resized, mask[np.ix_(rows, cols)]
 

@@ -90,8 +90,31 @@ def half_model(
     except Exception as err:  # the converter raises plain Exceptions and ValueErrors
         first = (str(err).splitlines() or [type(err).__name__])[0][:300]
         raise EdgesegError(f"float16 conversion failed: {first}") from err
+    restore_output_types(half, model)
     shapes_read_through(half, ("Cast",))
     return half, kept
+
+
+def restore_output_types(half: onnx.ModelProto, original: onnx.ModelProto) -> None:
+    """Give the graph outputs their original element types back.
+
+    ``onnxconverter-common`` ignores ``keep_io_types`` for an output made by a blocked (float32) node: it
+    appends a Cast to float16 there. That Cast is turned back into one to the original type (a float32 →
+    float32 Cast, which ONNX Runtime removes) and the declared output type restored.
+    """
+    producer = {out: node for node in half.graph.node for out in node.output}
+    wanted = {o.name: o.type.tensor_type.elem_type for o in original.graph.output}
+    for output in half.graph.output:
+        elem = wanted.get(output.name)
+        if elem is None or output.type.tensor_type.elem_type == elem:
+            continue
+        node = producer.get(output.name)
+        if node is None or node.op_type != "Cast":
+            raise EdgesegError(f"float16 conversion changed the type of output {output.name!r}")
+        for attr in node.attribute:
+            if attr.name == "to":
+                attr.i = elem
+        output.type.tensor_type.elem_type = elem
 
 
 def _check_args(val_size: int, max_drop: float, min_agreement: float) -> None:

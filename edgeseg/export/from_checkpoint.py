@@ -21,8 +21,12 @@ from edgeseg.fileio import check_writable
 DEFAULT_MAX_IMAGES = 8
 
 
-def load_samples(data: str | os.PathLike, limit: int = DEFAULT_MAX_IMAGES, split: str = "val",
-                 num_classes: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def load_samples(
+    data: str | os.PathLike,
+    limit: int = DEFAULT_MAX_IMAGES,
+    split: str = "val",
+    num_classes: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first ``limit`` (image, mask) pairs of ``split`` of a dataset folder or ``"synthetic"``.
 
     With ``num_classes``, a dataset with another number of classes is refused (its mIoU would be
@@ -81,4 +85,6 @@ def export_checkpoint(
     samples = None
     if data is not None and options.get("validate", True):
         samples = load_samples(data, max_images, num_classes=len(meta["classes"]))
-    return to_onnx(model, output, metadata=meta, mean=meta["mean"], std=meta["std"], samples=samples, **options)
+    return to_onnx(
+        model, output, metadata=meta, mean=meta["mean"], std=meta["std"], samples=samples, **options
+    )

@@ -343,7 +343,7 @@ def quantize_int8(
                 break
             if schedule is None:
                 say("ranking the activations that quantization damages most")
-                ranked = rank_sensitive_tensors(qdq, reader.subset(SENSITIVITY_IMAGES))
+                ranked = rank_sensitive_tensors(pre, qdq, reader.subset(SENSITIVITY_IMAGES))
                 schedule = exclusion_schedule(pre_model, ranked, max_float_nodes)
             if not schedule:
                 raise GateFailed(_failure_message(attempts, max_drop, max_float_nodes))

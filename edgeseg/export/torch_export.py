@@ -13,7 +13,7 @@ import contextlib
 import io
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import onnx
 import torch
@@ -39,7 +39,7 @@ class TorchExport:
     warnings: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ort_supports_opset(opset: int) -> bool:
     """Whether the installed ONNX Runtime can load a model of this default-domain opset (probed once)."""
     import onnxruntime as ort
@@ -78,7 +78,9 @@ def check_opset(opset: int, exporter: str) -> None:
     if exporter not in EXPORTERS:
         raise InputError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if opset < MIN_OPSET:
-        raise InputError(f"opset {opset} is too old for segmentation models (Resize); use {MIN_OPSET} or newer")
+        raise InputError(
+            f"opset {opset} is too old for segmentation models (Resize); use {MIN_OPSET} or newer"
+        )
     if not ort_supports_opset(opset):
         import onnxruntime as ort
 
@@ -128,8 +130,11 @@ def export_module(
     in_axes, out_axes = _dynamic_axes(input_layout, output, dynamic_batch, dynamic_hw)
     other = "dynamo" if exporter == "torchscript" else "torchscript"
     captured = io.StringIO()
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(captured), \
-            contextlib.redirect_stderr(captured):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.redirect_stdout(captured),
+        contextlib.redirect_stderr(captured),
+    ):
         warnings.simplefilter("always")
         try:
             if exporter == "torchscript":

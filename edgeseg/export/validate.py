@@ -114,8 +114,15 @@ class ValidationResult:
         for row in self.rows:
             agreement = "–" if row.agreement is None else f"{100 * row.agreement:.3f} %"
             verdict = "[green]ok[/]" if row.passed else "[red]FAIL[/]"
-            table.add_row(row.name, row.shape, fmt(row.max_abs_diff, ".2e"), fmt(row.max_rel_diff, ".2e"),
-                          agreement, verdict, row.note)
+            table.add_row(
+                row.name,
+                row.shape,
+                fmt(row.max_abs_diff, ".2e"),
+                fmt(row.max_rel_diff, ".2e"),
+                agreement,
+                verdict,
+                row.note,
+            )
         return table
 
 
@@ -141,8 +148,15 @@ def _torch_runner(module: Any, meta: ModelMetadata, output_key: str | int | None
 
     from edgeseg.export.wrappers import ExportWrapper
 
-    wrapper = ExportWrapper(module, output=meta.output, preprocess=meta.preprocess == "graph", mean=meta.mean,
-                            std=meta.std, output_key=output_key, num_classes=num_classes)
+    wrapper = ExportWrapper(
+        module,
+        output=meta.output,
+        preprocess=meta.preprocess == "graph",
+        mean=meta.mean,
+        std=meta.std,
+        output_key=output_key,
+        num_classes=num_classes,
+    )
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     wrapper.to(device)
 
@@ -158,15 +172,18 @@ def _torch_runner(module: Any, meta: ModelMetadata, output_key: str | int | None
     return run
 
 
-def _reference_runner(reference: Any, meta: ModelMetadata, output_key: str | int | None,
-                      num_classes: int) -> Runner:
+def _reference_runner(
+    reference: Any, meta: ModelMetadata, output_key: str | int | None, num_classes: int
+) -> Runner:
     if isinstance(reference, (str, os.PathLike, onnx.ModelProto)):
         return _ort_runner(reference)[0]
     if hasattr(reference, "parameters") and hasattr(reference, "eval"):
         return _torch_runner(reference, meta, output_key, num_classes)
     if callable(reference):
         return reference
-    raise InputError(f"reference must be an nn.Module, an ONNX path or a callable, not {type(reference).__name__}")
+    raise InputError(
+        f"reference must be an nn.Module, an ONNX path or a callable, not {type(reference).__name__}"
+    )
 
 
 def _labels(output: np.ndarray, kind: str) -> np.ndarray:
@@ -204,7 +221,7 @@ def _merge(rows: list[CheckRow], name: str, weights: list[int]) -> CheckRow:
     """Pool the per-image rows of real data into one row (agreement weighted by pixels)."""
     diffs = [r.max_abs_diff for r in rows if r.max_abs_diff is not None]
     rels = [r.max_rel_diff for r in rows if r.max_rel_diff is not None]
-    agreements = [(r.agreement, w) for r, w in zip(rows, weights) if r.agreement is not None]
+    agreements = [(r.agreement, w) for r, w in zip(rows, weights, strict=True) if r.agreement is not None]
     pixels = sum(w for _, w in agreements)
     return CheckRow(
         name=name,
@@ -293,8 +310,13 @@ def _miou_row(miou_torch: float | None, miou_onnx: float | None, tol: Tolerances
     return row
 
 
-def _finish(rows: list[CheckRow], tol: Tolerances, miou_torch: float | None, miou_onnx: float | None,
-            raise_on_failure: bool) -> ValidationResult:
+def _finish(
+    rows: list[CheckRow],
+    tol: Tolerances,
+    miou_torch: float | None,
+    miou_onnx: float | None,
+    raise_on_failure: bool,
+) -> ValidationResult:
     def worst(values: list[float | None], pick: Callable) -> float | None:
         present = [v for v in values if v is not None]
         return pick(present) if present else None

@@ -33,7 +33,9 @@ def select_logits(out: object, output_key: str | int | None) -> torch.Tensor:
     if isinstance(out, Mapping):
         if output_key is None or output_key not in out:
             keys = ", ".join(repr(k) for k in out)
-            raise InputError(f"the model returns a dict with keys {keys}; pick the logits with output_key=...")
+            raise InputError(
+                f"the model returns a dict with keys {keys}; pick the logits with output_key=..."
+            )
         return out[output_key]
     if isinstance(out, Sequence):
         if not isinstance(output_key, int) or not -len(out) <= output_key < len(out):

@@ -115,7 +115,7 @@ class ASPP(nn.Module):
     Rates (6, 12, 18) suit output stride 16, (12, 24, 36) output stride 8. With ``separable`` the 3×3 branches
     are DSConv: ``9·C + C·n`` weights each instead of ``9·C·n``. Weights in total for C inputs, n outputs and
     R rates: ``C·n`` (1×1) + ``R·9·C·n`` (or ``R·(9·C + C·n)``) + ``C·n + n`` (pooling, with bias)
-    + ``(R+2)·n·n`` (projection).
+    + ``(R+2)·n·n`` (projection); without ``image_pooling`` the pooling branch and its ``n·n`` go away.
     """
 
     def __init__(
@@ -126,6 +126,7 @@ class ASPP(nn.Module):
         separable: bool = False,
         dropout: float = 0.1,
         act: str = "relu",
+        image_pooling: bool = True,
     ) -> None:
         super().__init__()
         branches: list[nn.Module] = [ConvBNAct(in_channels, out_channels, 1, act=act)]
@@ -134,7 +135,8 @@ class ASPP(nn.Module):
                 branches.append(DSConv(in_channels, out_channels, 3, dilation=rate, act=act))
             else:
                 branches.append(ConvBNAct(in_channels, out_channels, 3, dilation=rate, act=act))
-        branches.append(ASPPPooling(in_channels, out_channels, act=act))
+        if image_pooling:
+            branches.append(ASPPPooling(in_channels, out_channels, act=act))
         self.branches = nn.ModuleList(branches)
         self.project = nn.Sequential(
             ConvBNAct(len(branches) * out_channels, out_channels, 1, act=act), nn.Dropout(dropout)

@@ -36,6 +36,10 @@ class Segmenter:
     by ``tile_overlap`` (a fraction of the tile), their scores blended with a smooth window (None: no tiling).
     ``io_binding``: run through I/O binding with persistent buffers (default: on for GPU providers only).
 
+    Models with a static export size get the image resized to it (Pillow's bilinear filter) and their output
+    resized back: labels with nearest-neighbour sampling, scores bilinearly. Other models get the image as is
+    when they pad internally, else padded bottom/right to their stride and the output cropped back.
+
     ``provider`` and ``providers`` report what the session really uses; ``runner`` is the callable that runs
     the session (a ``SessionRunner`` or a ``BoundRunner``). A Segmenter reuses its input buffers
     between calls and is therefore not thread-safe: use one per thread.
@@ -173,7 +177,8 @@ class Segmenter:
         With ``copy=False`` the array may be a buffer that the next call overwrites (I/O binding).
         """
         out = self._run_model(tensor)
-        return out.copy() if copy and self.io_binding else out
+        reused = isinstance(self.runner, BoundRunner) and self.runner.device == "cpu"
+        return out.copy() if copy and reused else out
 
     # ----------------------------------------------------------------- internals
 

@@ -96,11 +96,12 @@ class MobileNetV2(nn.Module):
                 features.append(InvertedResidual(input_channel, output_channel, stride, t, block_dilation))
                 input_channel = output_channel
         self.include_top = include_top
+        last_channel = make_divisible(1280 * max(1.0, width_mult), round_nearest)
         if include_top:
-            last_channel = make_divisible(1280 * max(1.0, width_mult), round_nearest)
             features.append(ConvBNAct(input_channel, last_channel, 1, act="relu6"))
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_channel, num_classes))
         self.features = nn.Sequential(*features)
+        if include_top:
+            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_channel, num_classes))
         self.feature_channels = {name: features[i].out_channels for name, i in STAGE_ENDS.items()}
         self.feature_strides = {"c2": 4, "c3": 8, "c4": min(16, output_stride), "c5": output_stride}
         self.stride = output_stride

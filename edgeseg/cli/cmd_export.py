@@ -1,0 +1,140 @@
+"""``edgeseg export``: a checkpoint to a dynamic-shape, simplified ONNX model behind a parity gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from edgeseg.errors import InputError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` → (H, W); InputError for anything else."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        height, width = (int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--static takes HxW, e.g. 512x512, not {text!r}") from None
+    if height < 1 or width < 1:
+        raise InputError(f"--static needs positive sizes, got {text!r}")
+    return height, width
+
+
+def output_kind(argmax: bool, softmax: bool) -> str:
+    """The output kind chosen by --argmax / --softmax (logits when neither)."""
+    if argmax and softmax:
+        raise InputError("choose one of --argmax and --softmax")
+    return "argmax" if argmax else "softmax" if softmax else "logits"
+
+
+def run_export(checkpoint: Path, output: Path, **options: Any) -> Any:
+    """Export and validate (``edgeseg.export.export_checkpoint``), printing the parity table if it fails.
+
+    Returns the :class:`~edgeseg.export.ExportReport`; other commands (INT8, FP16) build on it.
+    """
+    from edgeseg.export import ParityFailed, export_checkpoint
+
+    try:
+        return export_checkpoint(checkpoint, output, **options)
+    except ParityFailed as err:
+        from rich.console import Console
+
+        Console(stderr=True).print(err.result.table())
+        raise
+
+
+def print_report(report: Any) -> None:
+    """Human-readable lines about an export."""
+    shape = "static " + "x".join(map(str, report.static_size)) if report.static_size else "dynamic"
+    batch = "dynamic batch" if report.dynamic_batch else "batch 1"
+    pre = ", uint8 NHWC input normalized in the graph" if report.preprocess else ""
+    typer.echo(
+        f"exported with {report.exporter} (opset {report.opset}): {shape} size, {batch}, "
+        f"{report.output} output{pre}"
+    )
+    if report.simplifier:
+        typer.echo(
+            f"simplified by {report.simplifier}: {report.nodes_exported} -> {report.nodes_final} nodes"
+            + (f" ({report.simplify_note})" if report.simplify_note else "")
+        )
+    else:
+        typer.echo(
+            f"not simplified: {report.nodes_final} nodes"
+            + (f" ({report.simplify_note})" if report.simplify_note else "")
+        )
+    if report.validation is not None:
+        typer.echo(f"parity: {report.validation.summary()}")
+    else:
+        typer.echo("parity: not validated (--no-validate)")
+    typer.echo(f"wrote {report.path} ({report.file_size / 1e6:.2f} MB) in {report.seconds:.1f} s")
+
+
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="An edgeseg checkpoint (.pt).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the ONNX model.")],
+    opset: Annotated[
+        int, typer.Option("--opset", help="ONNX opset (17, or newer ones ONNX Runtime runs).")
+    ] = 17,
+    exporter: Annotated[
+        str, typer.Option("--exporter", help="torch exporter: torchscript (default) or dynamo.")
+    ] = "torchscript",
+    static: Annotated[
+        str | None, typer.Option("--static", help="Fix height and width, e.g. 512x512 (default: dynamic).")
+    ] = None,
+    simplify: Annotated[
+        bool, typer.Option("--simplify/--no-simplify", help="Simplify with onnxsim (onnxslim as fallback).")
+    ] = True,
+    argmax: Annotated[
+        bool, typer.Option("--argmax", help="Output labels N×H×W (uint8) computed in the graph.")
+    ] = False,
+    softmax: Annotated[bool, typer.Option("--softmax", help="Output class probabilities.")] = False,
+    preprocess: Annotated[
+        bool, typer.Option("--preprocess", help="Take uint8 NHWC RGB and normalize inside the graph.")
+    ] = False,
+    validate: Annotated[
+        bool, typer.Option("--validate/--no-validate", help="Run the parity gate against PyTorch.")
+    ] = True,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Validation images: a dataset folder or 'synthetic'.")
+    ] = None,
+    max_images: Annotated[int, typer.Option("--max-images", help="Validation images used from --data.")] = 8,
+    atol: Annotated[float, typer.Option("--atol", help="Largest allowed absolute output difference.")] = 1e-4,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
+) -> None:
+    """Export a checkpoint to ONNX that takes any image size and proves it segments like PyTorch.
+
+    Dynamic batch, height and width unless --static; metadata (classes, palette, normalization, stride,
+    output kind, checkpoint hash, ...) goes into the file. The parity gate compares ONNX Runtime with
+    PyTorch at three sizes (and on --data images: logits, argmax agreement, mIoU); if it fails, nothing is
+    written and the exit code is 1.
+    """
+    from edgeseg.export import Tolerances
+
+    report = run_export(
+        checkpoint,
+        output,
+        opset=opset,
+        exporter=exporter,
+        static_size=parse_size(static) if static else None,
+        simplify=simplify,
+        output=output_kind(argmax, softmax),
+        preprocess=preprocess,
+        validate=validate,
+        data=data,
+        max_images=max_images,
+        tolerances=Tolerances(max_abs=atol),
+        force=force,
+    )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        print_report(report)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``edgeseg export`` to ``app``."""
+    app.command("export")(export_command)

@@ -1,0 +1,95 @@
+"""``edgeseg validate``: the parity gate alone, an ONNX model against the checkpoint it came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.errors import InputError
+
+
+def parse_tolerance(text: str, option: str) -> float | None:
+    """A tolerance value: a non-negative number, or ``off`` to skip that check."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{option} takes a number or 'off', not {text!r}") from None
+    if value < 0:
+        raise InputError(f"{option} must not be negative, got {text!r}")
+    return value
+
+
+def validate_command(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to check.")],
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="The edgeseg checkpoint it was exported from.")
+    ],
+    data: Annotated[
+        str | None, typer.Option("--data", help="Real images: a dataset folder or 'synthetic' (val split).")
+    ] = None,
+    max_images: Annotated[int, typer.Option("--max-images", help="Validation images used from --data.")] = 8,
+    atol: Annotated[
+        str, typer.Option("--atol", help="Largest absolute output difference, or 'off'.")
+    ] = "1e-4",
+    rtol: Annotated[
+        str, typer.Option("--rtol", help="Largest difference relative to the output's magnitude, or 'off'.")
+    ] = "off",
+    min_agreement: Annotated[
+        str, typer.Option("--min-agreement", help="Least argmax agreement (fraction), or 'off'.")
+    ] = "0.9999",
+    max_miou_delta: Annotated[
+        str, typer.Option("--max-miou-delta", help="Largest |mIoU difference| (fraction), or 'off'.")
+    ] = "0.001",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Compare an ONNX model with its PyTorch checkpoint: exit code 0 when it matches, 1 when not.
+
+    Runs onnx.checker (full), then ONNX Runtime (CPU) against PyTorch on random inputs at three sizes (odd,
+    non-square, batch of 2) and, with --data, on real validation images: max absolute and relative
+    output difference, argmax agreement, and the mIoU of both. The PyTorch side is wrapped as the file's
+    metadata says (in-graph preprocessing, logits/softmax/argmax output), so like is compared with like.
+    """
+    from edgeseg.export import Tolerances, load_onnx, read_metadata, validate_onnx
+    from edgeseg.export.from_checkpoint import load_samples, model_and_metadata
+
+    tolerances = Tolerances(
+        max_abs=parse_tolerance(atol, "--atol"),
+        max_rel=parse_tolerance(rtol, "--rtol"),
+        min_agreement=parse_tolerance(min_agreement, "--min-agreement"),
+        max_miou_delta=parse_tolerance(max_miou_delta, "--max-miou-delta"),
+    )
+    proto = load_onnx(model)
+    meta = read_metadata(proto)
+    torch_model, ckpt_meta = model_and_metadata(checkpoint)
+    if meta.checkpoint_sha256 and meta.checkpoint_sha256 != ckpt_meta["checkpoint_sha256"]:
+        typer.echo(f"note: {model} was exported from another checkpoint than {checkpoint}", err=True)
+    num_classes = len(meta.classes) or len(ckpt_meta["classes"])
+    samples = load_samples(data, max_images, num_classes=num_classes) if data is not None else None
+    result = validate_onnx(
+        proto, torch_model, metadata=meta, samples=samples, num_classes=num_classes, tolerances=tolerances
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        if not result.passed:
+            raise typer.Exit(1)
+        return
+    from rich.console import Console
+
+    Console().print(result.table())
+    if not result.passed:
+        from edgeseg.export import ParityFailed
+
+        raise ParityFailed(
+            f"{model} does not match {checkpoint}: " + "; ".join(result.failures)[:400], result
+        )
+    typer.echo(f"{model}: {result.summary()}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``edgeseg validate`` to ``app``."""
+    app.command("validate")(validate_command)

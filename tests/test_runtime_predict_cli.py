@@ -1,0 +1,86 @@
+"""`edgeseg predict`: palette PNG masks and overlays, bad files reported by name, no silent overwrites."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgeseg.cli.main import app, main
+from edgeseg.errors import EdgesegError, InputError
+from edgeseg.runtime import ModelMetadata, Segmenter
+
+PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
+
+
+def tiny_model(path) -> None:
+    """A 1×1-convolution graph (3 → 4 classes) with a palette in its metadata."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1],
+                                np.random.default_rng(0).standard_normal(12).tolist())
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["output"])], "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = ModelMetadata(classes=["w", "x", "y", "z"], palette=PALETTE, stride=1)
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    tiny_model(tmp_path / "tiny.onnx")
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 256, (25, 33, 3), dtype=np.uint8)).save(folder / "sub" / "b.jpg")
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n not really")
+    Image.fromarray(rng.integers(0, 256, (17, 19, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    return tmp_path
+
+
+def test_predict_writes_palette_masks_and_survives_a_bad_file(workspace):
+    out = workspace / "out"
+    args = ["predict", str(workspace / "tiny.onnx"), str(workspace / "images"), str(workspace / "c.png"),
+            "-o", str(out), "--overlay", "--provider", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, EdgesegError) and result.exit_code != 0
+    assert "bad.png" in str(result.exception) and "1 of 4" in str(result.exception)
+    seg = Segmenter(workspace / "tiny.onnx", provider="cpu")
+    for source, mask in [("images/a.png", "a.png"), ("images/sub/b.jpg", "sub/b.png"), ("c.png", "c.png")]:
+        with Image.open(out / mask) as img:
+            assert img.mode == "P"
+            assert img.getpalette()[: 3 * len(PALETTE)] == [v for color in PALETTE for v in color]
+            labels = np.asarray(img)
+        np.testing.assert_array_equal(labels, seg.predict(workspace / source))
+        assert len(np.unique(labels)) > 1
+        with Image.open(out / mask.replace(".png", "_overlay.png")) as over:
+            assert over.mode == "RGB" and over.size == (labels.shape[1], labels.shape[0])
+    assert not (out / "bad.png").exists()
+    assert sorted(p.name for p in out.rglob("*.png")) == sorted(
+        ["a.png", "a_overlay.png", "b.png", "b_overlay.png", "c.png", "c_overlay.png"])
+
+
+def test_predict_refuses_to_overwrite_without_force(workspace, monkeypatch):
+    out = workspace / "out"
+    args = ["predict", str(workspace / "tiny.onnx"), str(workspace / "c.png"), "-o", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    stamp = (out / "c.png").stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert isinstance(again.exception, InputError) and "--force" in str(again.exception)
+    assert (out / "c.png").stat().st_mtime_ns == stamp
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+    bad = str(workspace / "images" / "bad.png")
+    monkeypatch.setattr(sys, "argv", ["edgeseg", *args[:3], bad, "-o", str(out), "--force"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
