@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ONNX Runtime's)")
     p.add_argument("--runs", type=int, default=50, help="timed calls of each kind")
     p.add_argument("--warmup", type=int, default=5, help="untimed calls of each kind first")
+    p.add_argument("--spin-wait", action="store_true", help="let ONNX Runtime's idle threads busy-wait")
     return p.parse_args(argv)
 
 
@@ -58,11 +59,13 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def measure(model: Path, size: int, threads: int | None, runs: int, warmup: int) -> dict[str, list[float]]:
+def measure(
+    model: Path, size: int, threads: int | None, runs: int, warmup: int, spin_wait: bool
+) -> dict[str, list[float]]:
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.ops import argmax_labels
 
-    segmenter = Segmenter(model, provider="cpu", threads=threads)
+    segmenter = Segmenter(model, provider="cpu", threads=threads, spin_wait=spin_wait)
     print(segmenter.describe())
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     tensor = segmenter.prepare([image])
@@ -93,15 +96,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or export_zoo_model(args.arch, args.classes, Path(folder))
-        times = measure(model, args.size, args.threads, args.runs, args.warmup)
+        times = measure(model, args.size, args.threads, args.runs, args.warmup, args.spin_wait)
     median = {name: statistics.median(values) for name, values in times.items()}
     mean = {name: statistics.fmean(values) for name, values in times.items()}
-    print(f"{args.size}x{args.size}, {args.runs} interleaved runs, threads={args.threads or 'default'}")
+    print(
+        f"{args.size}x{args.size}, {args.runs} interleaved runs, threads={args.threads or 'default'}, "
+        f"spin_wait={args.spin_wait}"
+    )
     for name in times:
         print(f"  {name:8s} median {median[name]:8.2f} ms   mean {mean[name]:8.2f} ms")
     ratio = median["predict"] / median["bare"]
-    print(f"predict / bare session.run: {ratio:.3f} (median), {mean['predict'] / mean['bare']:.3f} (mean); "
-          f"overhead {median['predict'] - median['bare']:.2f} ms = {100 * (ratio - 1):.1f} %")
+    print(
+        f"predict / bare session.run: {ratio:.3f} (median), {mean['predict'] / mean['bare']:.3f} (mean); "
+        f"overhead {median['predict'] - median['bare']:.2f} ms = {100 * (ratio - 1):.1f} %"
+    )
 
 
 if __name__ == "__main__":

@@ -18,17 +18,37 @@ from edgeseg.errors import InputError
 from edgeseg.models import create
 from edgeseg.runtime import ModelMetadata
 
-KEYS = {"model", "engine", "provider", "precision", "batch", "height", "width", "threads", "p50_ms", "p90_ms",
-        "p99_ms", "mean_ms", "throughput_ips", "peak_mem_mb", "mem_kind", "runs", "warmup"}
+KEYS = {
+    "model",
+    "engine",
+    "provider",
+    "precision",
+    "batch",
+    "height",
+    "width",
+    "threads",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "throughput_ips",
+    "peak_mem_mb",
+    "mem_kind",
+    "runs",
+    "warmup",
+}
 
 
 def onnx_model(path, precision: str) -> None:
     """A 1×1-convolution graph whose metadata claims ``precision`` (rows must report what files say)."""
     weight = helper.make_tensor("w", TensorProto.FLOAT, [3, 3, 1, 1], np.eye(3).ravel().tolist())
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["output"])], "tiny",
+        [helper.make_node("Conv", ["input", "w"], ["output"])],
+        "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])], [weight])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for key, value in ModelMetadata(precision=precision, stride=1).to_props().items():
@@ -49,18 +69,42 @@ def models(tmp_path):
 
 def test_bench_json_rows_carry_every_key_with_sane_values(models):
     out = models / "out"
-    outputs = ["--json", str(out / "bench.json"), "--markdown", str(out / "bench.md"), "--plot",
-               str(out / "bench.png")]
-    args = ["bench", str(models / "student.pt"), str(models / "other.onnx"), "--onnx", "--size", "40x56",
-            "--batch", "1,2", "--threads", "1", "--warmup", "1", "--runs", "3", *outputs]
+    outputs = [
+        "--json",
+        str(out / "bench.json"),
+        "--markdown",
+        str(out / "bench.md"),
+        "--plot",
+        str(out / "bench.png"),
+    ]
+    args = [
+        "bench",
+        str(models / "student.pt"),
+        str(models / "other.onnx"),
+        "--onnx",
+        "--size",
+        "40x56",
+        "--batch",
+        "1,2",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--runs",
+        "3",
+        *outputs,
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "bench.json").read_text())
     rows = doc["rows"]
     assert doc["environment"]["onnxruntime"]["version"] and doc["settings"]["runs"] == 3
     combos = {(r["model"], r["engine"], r["batch"]) for r in rows}
-    assert combos == {(m, e, b) for m, e in [("student", "torch"), ("student", "onnxruntime"),
-                                              ("other", "onnxruntime")] for b in (1, 2)}
+    assert combos == {
+        (m, e, b)
+        for m, e in [("student", "torch"), ("student", "onnxruntime"), ("other", "onnxruntime")]
+        for b in (1, 2)
+    }
     for row in rows:
         assert KEYS <= row.keys()
         setting = (row["provider"], row["height"], row["width"], row["threads"], row["runs"])
@@ -79,8 +123,12 @@ def test_bench_json_rows_carry_every_key_with_sane_values(models):
 
 def test_bench_rejects_bad_options_before_timing(models):
     onnx_path = str(models / "other.onnx")
-    for extra, message in [(["--size", "40by56"], "--size"), (["--batch", "0"], "--batch"),
-                           (["--runs", "2", "--seconds", "1"], "not both"), (["--provider", "cuda"], "cuda")]:
+    for extra, message in [
+        (["--size", "40by56"], "--size"),
+        (["--batch", "0"], "--batch"),
+        (["--runs", "2", "--seconds", "1"], "not both"),
+        (["--provider", "cuda"], "cuda"),
+    ]:
         result = CliRunner().invoke(app, ["bench", onnx_path, *extra])
         assert isinstance(result.exception, InputError), (extra, result.output)
         assert message in str(result.exception)

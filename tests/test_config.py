@@ -36,7 +36,13 @@ def test_file_values_and_defaults(recipe_file: Path) -> None:
 def test_overrides_parse_yaml_values(recipe_file: Path) -> None:
     r = load_recipe(
         recipe_file,
-        ["train.epochs=5", "train.amp=true", "model.kwargs.depth=3", "train.freeze=[backbone]", "data.root=/x y"],
+        [
+            "train.epochs=5",
+            "train.amp=true",
+            "model.kwargs.depth=3",
+            "train.freeze=[backbone]",
+            "data.root=/x y",
+        ],
     )
     assert r.train.epochs == 5 and r.train.amp is True
     assert r.model.kwargs == {"base_channels": 8, "depth": 3}

@@ -27,12 +27,16 @@ sys.meta_path.insert(0, Block())
 
 def tiny_model(path) -> None:
     """A 1×1-convolution segmentation graph (3 → 4 classes) with edgeseg metadata, built without torch."""
-    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1],
-                                np.random.default_rng(0).standard_normal(12).tolist())
+    weight = helper.make_tensor(
+        "w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).standard_normal(12).tolist()
+    )
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["output"])], "tiny",
+        [helper.make_node("Conv", ["input", "w"], ["output"])],
+        "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])], [weight])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for key, value in ModelMetadata(classes=["a", "b", "c", "d"], stride=1).to_props().items():
@@ -48,7 +52,9 @@ def run_blocked(blocked: set[str], body: str) -> subprocess.CompletedProcess:
 
 def test_runtime_imports_and_segments_without_torch(tmp_path):
     tiny_model(tmp_path / "tiny.onnx")
-    done = run_blocked({"torch"}, f"""
+    done = run_blocked(
+        {"torch"},
+        f"""
         import numpy as np
         from edgeseg.runtime import Segmenter
         seg = Segmenter({str(tmp_path / "tiny.onnx")!r}, provider="cpu")
@@ -59,20 +65,24 @@ def test_runtime_imports_and_segments_without_torch(tmp_path):
         except ImportError:
             print("torch unavailable, runtime fine")
         assert not any(name.split(".")[0] == "torch" for name in sys.modules)
-    """)
+    """,
+    )
     assert done.returncode == 0, done.stderr
     assert "torch unavailable, runtime fine" in done.stdout
 
 
 def test_missing_onnxruntime_names_the_extras(tmp_path):
     tiny_model(tmp_path / "tiny.onnx")
-    done = run_blocked({"onnxruntime", "torch"}, f"""
+    done = run_blocked(
+        {"onnxruntime", "torch"},
+        f"""
         from edgeseg.errors import EdgesegError
         from edgeseg.runtime import Segmenter
         try:
             Segmenter({str(tmp_path / "tiny.onnx")!r})
         except EdgesegError as err:
             print(err)
-    """)
+    """,
+    )
     assert done.returncode == 0, done.stderr
     assert "edgeseg[cpu]" in done.stdout and "edgeseg[gpu]" in done.stdout and "never both" in done.stdout

@@ -20,12 +20,16 @@ PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
 
 def tiny_model(path) -> None:
     """A 1×1-convolution graph (3 → 4 classes) with a palette in its metadata."""
-    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1],
-                                np.random.default_rng(0).standard_normal(12).tolist())
+    weight = helper.make_tensor(
+        "w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).standard_normal(12).tolist()
+    )
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["output"])], "tiny",
+        [helper.make_node("Conv", ["input", "w"], ["output"])],
+        "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])], [weight])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     meta = ModelMetadata(classes=["w", "x", "y", "z"], palette=PALETTE, stride=1)
@@ -50,8 +54,17 @@ def workspace(tmp_path):
 
 def test_predict_writes_palette_masks_and_survives_a_bad_file(workspace):
     out = workspace / "out"
-    args = ["predict", str(workspace / "tiny.onnx"), str(workspace / "images"), str(workspace / "c.png"),
-            "-o", str(out), "--overlay", "--provider", "cpu"]
+    args = [
+        "predict",
+        str(workspace / "tiny.onnx"),
+        str(workspace / "images"),
+        str(workspace / "c.png"),
+        "-o",
+        str(out),
+        "--overlay",
+        "--provider",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, EdgesegError) and result.exit_code != 0
     assert "bad.png" in str(result.exception) and "1 of 4" in str(result.exception)
@@ -67,7 +80,8 @@ def test_predict_writes_palette_masks_and_survives_a_bad_file(workspace):
             assert over.mode == "RGB" and over.size == (labels.shape[1], labels.shape[0])
     assert not (out / "bad.png").exists()
     assert sorted(p.name for p in out.rglob("*.png")) == sorted(
-        ["a.png", "a_overlay.png", "b.png", "b_overlay.png", "c.png", "c_overlay.png"])
+        ["a.png", "a_overlay.png", "b.png", "b_overlay.png", "c.png", "c_overlay.png"]
+    )
 
 
 def test_predict_refuses_to_overwrite_without_force(workspace, monkeypatch):

@@ -56,8 +56,16 @@ def export_plain(module: nn.Module, path, meta: ModelMetadata, static: tuple[int
     axes = {0: "n"} if static else {0: "n", 2: "h", 3: "w"}
     out_axes = {0: "n"} if static else {0: "n", 1: "h", 2: "w"} if meta.output == "argmax" else axes
     example = torch.randn(1, 3, *(static or (32, 32)))
-    torch.onnx.export(module.eval(), example, str(path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": axes, "output": out_axes}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        module.eval(),
+        example,
+        str(path),
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": axes, "output": out_axes},
+        opset_version=17,
+        dynamo=False,
+    )
     model = onnx.load(str(path))
     for key, value in meta.to_props().items():
         entry = model.metadata_props.add()

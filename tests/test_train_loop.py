@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +18,27 @@ from edgeseg.train.evaluate import evaluate_file
 
 TINY = {
     "model": {"name": "unet", "kwargs": {"base_channels": 8, "depth": 2}},
-    "data": {"synthetic_train": 16, "synthetic_val": 4, "synthetic_size": 48, "crop_size": 48, "batch_size": 4},
+    "data": {
+        "synthetic_train": 16,
+        "synthetic_val": 4,
+        "synthetic_size": 48,
+        "crop_size": 48,
+        "batch_size": 4,
+    },
     "augment": {"cutmix_prob": 0.5, "mixup_prob": 0.5, "rotation": 10.0},
     "schedule": {"warmup_iters": 2},
     "train": {"epochs": 2, "seed": 3, "device": "cpu"},
 }
 QUIET = {"progress": False, "log": lambda message: None}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and far faster than two on a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _recipe(**train: object) -> Recipe:
@@ -105,12 +121,19 @@ def test_objective_extra_modules_and_reference(tmp_path: Path) -> None:
     supervised = SupervisedObjective.from_recipe(recipe, 8, 255)
     teacher = create("unet", num_classes=8, base_channels=8, depth=2)
     fit(
-        recipe, tmp_path / "run", model=model, objective=_AdapterObjective(supervised, adapter),
-        extra_modules={"adapter": adapter}, reference=("teacher", teacher), **QUIET,
+        recipe,
+        tmp_path / "run",
+        model=model,
+        objective=_AdapterObjective(supervised, adapter),
+        extra_modules={"adapter": adapter},
+        reference=("teacher", teacher),
+        **QUIET,
     )
     assert not torch.equal(adapter.weight.detach().cpu(), before)  # trained with the model
     last = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert torch.equal(last["train_state"]["extra_modules"]["adapter"]["weight"], adapter.weight.detach().cpu())
+    assert torch.equal(
+        last["train_state"]["extra_modules"]["adapter"]["weight"], adapter.weight.detach().cpu()
+    )
     assert not any(k.startswith("adapter") for k in last["state_dict"])  # not part of the saved model
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["event"] for x in lines] == ["reference", "epoch"]

@@ -6,8 +6,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edgeseg.bench.engines import check_providers, load_specs, plan_cases, temporary_folder
-from edgeseg.bench.timing import BenchResult, run_benchmarks
+from edgeseg.bench.engines import check_providers, load_specs, plan_cases, temporary_folder, with_exports
+from edgeseg.bench.timing import BenchResult, check_budget, run_benchmarks
 from edgeseg.errors import InputError
 
 
@@ -37,10 +37,16 @@ def bench_models(
         raise InputError(f"sizes must be positive, got {list(sizes)}")
     if runs is None and seconds is None:
         runs = 50
+    check_budget(warmup, runs, seconds)
+    specs = load_specs(models)
+    engines = {spec.engine for spec in specs} | ({"onnxruntime"} if with_onnx else set())
+    check_providers(providers, engines)
     with temporary_folder() as folder:
-        specs = load_specs(models, with_onnx, Path(folder))
-        check_providers(providers, specs)
+        if with_onnx:
+            specs = with_exports(specs, Path(folder))
         cases, notes = plan_cases(specs, sizes, batches, threads, providers)
+        if not cases:
+            raise InputError(f"no configuration can run: {'; '.join(notes) or 'nothing requested'}")
         results = run_benchmarks(
             cases, warmup=warmup, runs=runs, seconds=seconds, interleave=interleave, progress=progress
         )

@@ -78,8 +78,8 @@ def export_for_bench(spec: ModelSpec, folder: Path) -> ModelSpec:
     return onnx_spec(target, spec.name)
 
 
-def load_specs(models: Sequence[str | os.PathLike], with_onnx: bool, folder: Path) -> list[ModelSpec]:
-    """Specs for the MODEL arguments; ``with_onnx`` adds an ONNX export of each checkpoint."""
+def load_specs(models: Sequence[str | os.PathLike]) -> list[ModelSpec]:
+    """Specs for the MODEL arguments: ``.onnx`` files for ONNX Runtime, anything else as a checkpoint."""
     paths = [Path(m) for m in models]
     for path in paths:
         if not path.is_file():
@@ -88,14 +88,18 @@ def load_specs(models: Sequence[str | os.PathLike], with_onnx: bool, folder: Pat
     specs = []
     for path in paths:
         name = path.stem if stems.count(path.stem) == 1 else str(path)
-        if path.suffix.lower() == ".onnx":
-            specs.append(onnx_spec(path, name))
-            continue
-        spec = checkpoint_spec(path, name)
-        specs.append(spec)
-        if with_onnx:
-            specs.append(export_for_bench(spec, folder))
+        specs.append(onnx_spec(path, name) if path.suffix.lower() == ".onnx" else checkpoint_spec(path, name))
     return specs
+
+
+def with_exports(specs: Sequence[ModelSpec], folder: Path) -> list[ModelSpec]:
+    """The specs with, after each checkpoint, its ONNX export (see :func:`export_for_bench`)."""
+    result = []
+    for spec in specs:
+        result.append(spec)
+        if spec.engine == "torch":
+            result.append(export_for_bench(spec, folder))
+    return result
 
 
 def onnx_case(spec: ModelSpec, config: BenchConfig) -> BenchCase:
@@ -156,14 +160,14 @@ def torch_case(spec: ModelSpec, config: BenchConfig) -> BenchCase:
     return BenchCase(config=config, setup=setup)
 
 
-def check_providers(providers: Sequence[str], specs: Sequence[ModelSpec]) -> None:
-    """Fail before any timing when a requested provider is unusable for an engine that needs it."""
+def check_providers(providers: Sequence[str], engines: set[str]) -> None:
+    """Fail before any loading or timing when a requested provider is unusable for an engine in use."""
     for provider in providers:
         if provider not in PROVIDER_CHOICES or provider == "auto":
             raise InputError(f"unknown provider {provider!r}; choose among cpu, cuda, tensorrt")
-        if any(s.engine == "onnxruntime" for s in specs):
+        if "onnxruntime" in engines:
             resolve_provider(provider, import_onnxruntime().get_available_providers())
-        if provider == "cuda" and any(s.engine == "torch" for s in specs):
+        if provider == "cuda" and "torch" in engines:
             import torch
 
             if not torch.cuda.is_available():

@@ -142,7 +142,7 @@ def write_plot(path: str | os.PathLike, results: Sequence[BenchResult]) -> None:
     ax.set_xlabel("latency per batch (ms): bar p50, whisker p90, dot p99")
     ax.set_title("edgeseg bench")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % len(colors)]) for i in range(len(models))]
-    ax.legend(handles, models, fontsize=8, loc="lower right")
+    ax.legend(handles, models, fontsize=8, loc="best")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -150,7 +150,8 @@ class PeakRSS:
             self.delta_mb = max(0.0, (peak - self._start_kb) / 1024.0)
 
 
-def _check_budget(warmup: int, runs: int | None, seconds: float | None) -> None:
+def check_budget(warmup: int, runs: int | None, seconds: float | None) -> None:
+    """Refuse a negative warm-up, both or neither of ``runs`` and ``seconds``, or non-positive values."""
     if warmup < 0:
         raise InputError(f"warmup must be >= 0, got {warmup}")
     if (runs is None) == (seconds is None):
@@ -194,7 +195,7 @@ def run_benchmarks(
     calls; with ``seconds`` the rounds continue until ``seconds × len(cases)`` have passed); otherwise each
     case is timed alone and released before the next one is built. ``progress`` receives a line per phase.
     """
-    _check_budget(warmup, runs, seconds)
+    check_budget(warmup, runs, seconds)
     report = progress or (lambda _line: None)
     results: list[BenchResult] = []
     if not interleave:

@@ -111,7 +111,10 @@ def bench(
     )
     for note in notes:
         err.print(f"note: {note}")
-    Console().print(rich_table(results))
+    out = Console()
+    if not out.is_terminal:  # piped or captured: rich would squeeze the table into 80 columns
+        out = Console(width=200)
+    out.print(rich_table(results))
     settings = {"warmup": warmup, "runs": runs, "seconds": seconds, "interleave": not sequential}
     if json_path is not None:
         write_json(json_path, results, settings)

@@ -30,7 +30,7 @@ def output_kind(argmax: bool, softmax: bool) -> str:
     return "argmax" if argmax else "softmax" if softmax else "logits"
 
 
-def run_export(checkpoint: Path, output: Path, **options: Any) -> Any:
+def run_export(checkpoint: Path, onnx_path: Path, **options: Any) -> Any:
     """Export and validate (``edgeseg.export.export_checkpoint``), printing the parity table if it fails.
 
     Returns the :class:`~edgeseg.export.ExportReport`; other commands (INT8, FP16) build on it.
@@ -38,7 +38,7 @@ def run_export(checkpoint: Path, output: Path, **options: Any) -> Any:
     from edgeseg.export import ParityFailed, export_checkpoint
 
     try:
-        return export_checkpoint(checkpoint, output, **options)
+        return export_checkpoint(checkpoint, onnx_path, **options)
     except ParityFailed as err:
         from rich.console import Console
 

@@ -132,7 +132,7 @@ def _ratio_split(stems: list[str], split: str, ratio: float, seed: int, where: P
         )
     order = np.random.default_rng(seed).permutation(len(stems))
     n_train = round(ratio * len(stems))
-    if len(stems) >= 2:
+    if 0.0 < ratio < 1.0 and len(stems) >= 2:  # both splits get at least one image
         n_train = min(max(n_train, 1), len(stems) - 1)
     chosen = order[:n_train] if split == "train" else order[n_train:]
     return sorted(stems[i] for i in chosen)

@@ -1,7 +1,7 @@
 """The built-in ``synthetic`` dataset: procedurally drawn scenes, generated on the fly from a seed.
 
 Each scene is a smooth, randomly coloured background with clutter (strokes, specks and small textured
-patches, all labelled background), then 3-6 objects drawn in turn so that later ones occlude earlier ones,
+patches, all labelled background), then 4-6 objects drawn in turn so that later ones occlude earlier ones,
 a few strokes over everything, an illumination gradient and pixel noise. An object's class is a pair
 (shape, texture), and every colour is random, so colour says nothing about the class:
 
@@ -19,7 +19,7 @@ class                 shape     texture
 
 Texture alone separates some classes within a few pixels; others share a texture and differ only in
 shape (disc vs square, ring vs bar), so a pixel deep inside an object needs context from its outline, up to
-an object's diameter (20-50 pixels at 128x128). Sizes, periods and strokes scale with the image, so the
+an object's diameter (25-55 pixels at 128x128). Sizes, periods and strokes scale with the image, so the
 scene distribution is the same at every resolution. Sample ``i`` of a split is a pure function of
 ``(seed, split, i)``.
 """
@@ -64,11 +64,11 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two random RGB colours whose luminances differ by at least 70, so a texture stays visible."""
+    """Two random RGB colours whose luminances differ by at least 80, so a texture stays visible."""
     first = rng.uniform(15, 240, 3)
     candidates = rng.uniform(15, 240, (8, 3))
     lum = np.array([0.299, 0.587, 0.114])
-    ok = np.abs((candidates - first) @ lum) >= 70
+    ok = np.abs((candidates - first) @ lum) >= 80
     second = candidates[int(np.argmax(ok))] if ok.any() else 255.0 - first
     return first.astype(np.float32), second.astype(np.float32)
 
@@ -79,14 +79,14 @@ def _texture(kind: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, 
     p = u * np.cos(angle) + v * np.sin(angle)
     q = v * np.cos(angle) - u * np.sin(angle)
     if kind == "stripes":
-        period = rng.uniform(5, 9) * unit
+        period = rng.uniform(6, 10) * unit
         return (((p / period + rng.random()) % 1.0) < 0.5).astype(np.float32)
     if kind == "checks":
-        period = rng.uniform(4.5, 8) * unit
+        period = rng.uniform(5, 9) * unit
         cells = np.floor(p / period + rng.random()) + np.floor(q / period + rng.random())
         return (cells % 2).astype(np.float32)
     if kind == "dots":
-        period = rng.uniform(6, 9) * unit
+        period = rng.uniform(7, 10) * unit
         du = (p / period + rng.random()) % 1.0 - 0.5
         dv = (q / period + rng.random()) % 1.0 - 0.5
         return (du * du + dv * dv < 0.3**2).astype(np.float32)
@@ -109,10 +109,10 @@ def _shape(
             inside &= u * np.cos(a) + v * np.sin(a) <= 0.6 * r
         return inside
     if kind == "ring":
-        thickness = max(3.0 * unit, rng.uniform(0.28, 0.42) * r)
+        thickness = max(4.0 * unit, rng.uniform(0.3, 0.45) * r)
         d2 = u * u + v * v
         return (d2 <= r * r) & (d2 >= (r - thickness) ** 2)
-    half_width = max(2.5 * unit, rng.uniform(0.2, 0.3) * r)  # bar
+    half_width = max(3.0 * unit, rng.uniform(0.22, 0.32) * r)  # bar
     return (np.abs(u) <= 1.4 * r) & (np.abs(v) <= half_width)
 
 
@@ -171,7 +171,7 @@ def _speck(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit:
         return
     yy, xx = _grid(height, width)
     u, v = xx[win] - cx, yy[win] - cy
-    if rng.random() < 0.5:
+    if rng.random() < 0.7:
         on = u * u + v * v <= size * size
         image[win][on] = rng.uniform(0, 255, 3)
     else:
@@ -187,7 +187,7 @@ def _object(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit
     height, width = label.shape
     cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
     shape, texture = _KINDS[cls]
-    r = rng.uniform(11.0, 25.0) * unit
+    r = rng.uniform(13.0, 28.0) * unit
     cy, cx = rng.uniform(0.05, 0.95) * height, rng.uniform(0.05, 0.95) * width
     win = _window(cy, cx, 1.45 * r, height, width)
     if win is None:
@@ -211,11 +211,11 @@ def generate_scene(rng: np.random.Generator, height: int, width: int) -> tuple[n
     unit = min(height, width) / _BASE
     image = _background(rng, height, width)
     label = np.zeros((height, width), dtype=np.int64)
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(1, 5)):
         _stroke(rng, image, label, unit)
-    for _ in range(rng.integers(3, 9)):
+    for _ in range(rng.integers(2, 7)):
         _speck(rng, image, label, unit)
-    for _ in range(rng.integers(3, 7)):
+    for _ in range(rng.integers(4, 7)):
         _object(rng, image, label, unit)
     for _ in range(rng.integers(0, 3)):
         _stroke(rng, image, label, unit)
@@ -224,7 +224,7 @@ def generate_scene(rng: np.random.Generator, height: int, width: int) -> tuple[n
     gain_x = gx * np.linspace(-0.5, 0.5, width, dtype=np.float32)
     image *= (gain_y[:, None] + gain_x[None, :])[..., None]
     noise = rng.standard_normal(image.shape, dtype=np.float32)
-    noise *= rng.uniform(2.0, 8.0)
+    noise *= rng.uniform(2.0, 6.0)
     image += noise
     np.clip(image, 0, 255, out=image)
     return image.astype(np.uint8), label

@@ -1,0 +1,36 @@
+"""Knowledge distillation: a frozen teacher checkpoint → a compact student, through the training loop.
+
+- ``losses``: pixel-wise KD, channel-wise distillation (CWD) and feature KD as pure functions, plus
+  :func:`valid_pixels` (ignore and MixUp aware).
+- ``adapters``: :class:`FeatureAdapters`, the 1×1 convs from student to teacher channels (trained, not saved
+  with the student).
+- ``objective``: :class:`DistillObjective`, what ``edgeseg.train.fit`` minimises in a distillation run.
+- ``teacher``: :func:`load_teacher` (frozen, with checks against the data's classes and normalization).
+- ``config``: :class:`DistillConfig`, the recipe's ``distill:`` section.
+- ``run``: :func:`distill` (what ``edgeseg distill`` runs) and the recipe loaders.
+"""
+
+from edgeseg.distill.adapters import FeatureAdapters
+from edgeseg.distill.config import DistillConfig, LossWeights
+from edgeseg.distill.losses import channelwise_kd_loss, feature_kd_loss, pixel_kd_loss, valid_pixels
+from edgeseg.distill.objective import DistillObjective
+from edgeseg.distill.run import SECTIONS, distill, load_distill_recipe, resume_distill_recipe, teacher_miou
+from edgeseg.distill.teacher import freeze, load_teacher
+
+__all__ = [
+    "SECTIONS",
+    "DistillConfig",
+    "DistillObjective",
+    "FeatureAdapters",
+    "LossWeights",
+    "channelwise_kd_loss",
+    "distill",
+    "feature_kd_loss",
+    "freeze",
+    "load_distill_recipe",
+    "load_teacher",
+    "pixel_kd_loss",
+    "resume_distill_recipe",
+    "teacher_miou",
+    "valid_pixels",
+]

@@ -25,7 +25,13 @@ from edgeseg.errors import EdgesegError, InputError
 from edgeseg.export.check import check_graph
 from edgeseg.export.metadata import build_metadata, finalize_metadata, write_metadata
 from edgeseg.export.simplify import count_nodes, simplify_model
-from edgeseg.export.torch_export import DEFAULT_EXPORTER, DEFAULT_OPSET, export_module
+from edgeseg.export.torch_export import (
+    DEFAULT_EXPORTER,
+    DEFAULT_OPSET,
+    check_opset,
+    export_module,
+    set_io_shapes,
+)
 from edgeseg.export.validate import ParityFailed, Tolerances, ValidationResult, validate_onnx
 from edgeseg.export.wrappers import OUTPUT_KINDS, ExportWrapper, select_logits
 from edgeseg.fileio import atomic_path, check_writable
@@ -151,6 +157,7 @@ def to_onnx(
     """
     start = time.perf_counter()
     target = check_writable(path, force)
+    check_opset(opset, exporter)
     if output not in OUTPUT_KINDS:
         raise InputError(f"output must be one of {', '.join(OUTPUT_KINDS)}, got {output!r}")
     static = _check_static_size(static_size, dynamic)
@@ -189,7 +196,15 @@ def to_onnx(
             dynamic_batch=dynamic,
             dynamic_hw=static is None,
         )
+    io_shapes = dict(
+        input_layout="NHWC" if preprocess else "NCHW",
+        output=output,
+        num_classes=num_classes,
+        batch=None if dynamic else 1,
+        size=static,
+    )
     raw = exported.model
+    set_io_shapes(raw, **io_shapes)
     check_graph(raw, "the raw export")
     final, tool, note = raw, None, ""
     if simplify:
@@ -198,6 +213,7 @@ def to_onnx(
         except RuntimeError as err:
             note = f"kept the unsimplified graph: {err}"
         else:
+            set_io_shapes(simplified.model, **io_shapes)
             check_graph(simplified.model, f"the graph simplified by {simplified.tool}")
             final, tool, note = simplified.model, simplified.tool, simplified.note
     meta = finalize_metadata(

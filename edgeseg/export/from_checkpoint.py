@@ -16,6 +16,7 @@ from torch import nn
 from edgeseg.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from edgeseg.errors import InputError
 from edgeseg.export.api import ExportReport, to_onnx
+from edgeseg.export.torch_export import DEFAULT_EXPORTER, DEFAULT_OPSET, check_opset
 from edgeseg.fileio import check_writable
 
 DEFAULT_MAX_IMAGES = 8
@@ -68,7 +69,7 @@ def model_and_metadata(checkpoint: str | os.PathLike) -> tuple[nn.Module, dict[s
 
 def export_checkpoint(
     checkpoint: str | os.PathLike,
-    output: str | os.PathLike,
+    onnx_path: str | os.PathLike,
     *,
     data: str | os.PathLike | None = None,
     max_images: int = DEFAULT_MAX_IMAGES,
@@ -80,11 +81,12 @@ def export_checkpoint(
     ``max_images`` validation images; ``options`` go to :func:`to_onnx` (opset, exporter, output, ...).
     The output path is checked before anything is loaded.
     """
-    check_writable(output, bool(options.get("force", False)))
+    check_writable(onnx_path, bool(options.get("force", False)))
+    check_opset(options.get("opset", DEFAULT_OPSET), options.get("exporter", DEFAULT_EXPORTER))
     model, meta = model_and_metadata(checkpoint)
     samples = None
     if data is not None and options.get("validate", True):
         samples = load_samples(data, max_images, num_classes=len(meta["classes"]))
     return to_onnx(
-        model, output, metadata=meta, mean=meta["mean"], std=meta["std"], samples=samples, **options
+        model, onnx_path, metadata=meta, mean=meta["mean"], std=meta["std"], samples=samples, **options
     )

@@ -109,6 +109,36 @@ def _dynamic_axes(input_layout: str, output: str, dynamic_batch: bool, dynamic_h
     return inp, out
 
 
+def set_io_shapes(
+    model: onnx.ModelProto,
+    *,
+    input_layout: str,
+    output: str,
+    num_classes: int,
+    batch: int | None,
+    size: tuple[int, int] | None,
+) -> None:
+    """Write the declared input/output shapes: ``batch``/``height``/``width`` names or fixed values.
+
+    Exporters and simplifiers name symbolic dimensions as they like (``unk__5``, ``Sliceoutput_dim_2``);
+    the file states the contract instead. ``None`` means dynamic. Strict shape inference in the full
+    checker afterwards confirms the fixed values.
+    """
+    n = batch if batch is not None else "batch"
+    h, w = size if size is not None else ("height", "width")
+    in_dims = [n, h, w, 3] if input_layout == "NHWC" else [n, 3, h, w]
+    out_dims = [n, h, w] if output == "argmax" else [n, num_classes, h, w]
+    for value, dims in ((model.graph.input[0], in_dims), (model.graph.output[0], out_dims)):
+        shape = value.type.tensor_type.shape
+        del shape.dim[:]
+        for d in dims:
+            dim = shape.dim.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = int(d)
+
+
 def export_module(
     module: nn.Module,
     example: torch.Tensor,

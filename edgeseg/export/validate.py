@@ -109,8 +109,9 @@ class ValidationResult:
             return "–" if value is None else format(value, spec)
 
         table = Table(title="ONNX parity " + ("passed" if self.passed else "FAILED"))
-        for column in ("check", "input", "max |Δ|", "rel", "agreement", "result", "note"):
-            table.add_column(column)
+        for column in ("check", "input", "max |Δ|", "rel", "agreement", "result"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("note")
         for row in self.rows:
             agreement = "–" if row.agreement is None else f"{100 * row.agreement:.3f} %"
             verdict = "[green]ok[/]" if row.passed else "[red]FAIL[/]"

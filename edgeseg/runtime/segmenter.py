@@ -35,6 +35,8 @@ class Segmenter:
     ``tile_size``: images whose longer side exceeds it are segmented in square tiles of that side overlapping
     by ``tile_overlap`` (a fraction of the tile), their scores blended with a smooth window (None: no tiling).
     ``io_binding``: run through I/O binding with persistent buffers (default: on for GPU providers only).
+    ``spin_wait``: let ONNX Runtime's idle threads busy-wait (its own default); off here because spinning
+    threads slow down the pre- and post-processing that runs between inferences on the same cores.
 
     Models with a static export size get the image resized to it (Pillow's bilinear filter) and their output
     resized back: labels with nearest-neighbour sampling, scores bilinearly. Other models get the image as is
@@ -53,6 +55,7 @@ class Segmenter:
         tile_size: int | None = None,
         tile_overlap: float = 0.25,
         io_binding: bool | None = None,
+        spin_wait: bool = False,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -63,7 +66,7 @@ class Segmenter:
             raise InputError(f"tile_overlap must be a fraction within [0, 0.5), got {tile_overlap}")
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
-        self.session, self.provider = create_session(str(self.path), provider, threads)
+        self.session, self.provider = create_session(str(self.path), provider, threads, spin_wait)
         self.providers: list[str] = list(self.session.get_providers())
         self.io = read_model_io(self.session, str(self.path))
         self.metadata = self.io.metadata
