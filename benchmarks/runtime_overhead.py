@@ -13,6 +13,7 @@ an ONNX file (``--model``) or, by default, a zoo architecture exported with ``ed
 
     python benchmarks/runtime_overhead.py                          # lraspp_dsnet, 8 classes (synthetic)
     python benchmarks/runtime_overhead.py --arch deeplabv3plus_mobilenetv2 --classes 21
+    python benchmarks/runtime_overhead.py --classes 21 --output argmax      # labels computed in the graph
     python benchmarks/runtime_overhead.py --model model.onnx --threads 2 --runs 100
 """
 
@@ -33,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, help="ONNX file (default: export --arch with random weights)")
     p.add_argument("--arch", default="lraspp_dsnet", help="zoo model to export when --model is not given")
     p.add_argument("--classes", type=int, default=8, help="classes of the exported model (synthetic: 8)")
+    p.add_argument(
+        "--output",
+        default="logits",
+        choices=["logits", "argmax"],
+        help="output of the exported model (argmax: the labels come out of the graph)",
+    )
     p.add_argument("--size", type=int, default=512, help="image side in pixels")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ONNX Runtime's)")
     p.add_argument("--runs", type=int, default=50, help="timed calls of each kind")
@@ -41,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def export_zoo_model(arch: str, classes: int, folder: Path) -> Path:
+def export_zoo_model(arch: str, classes: int, output: str, folder: Path) -> Path:
     import torch
 
     from edgeseg.export import to_onnx
@@ -49,7 +56,7 @@ def export_zoo_model(arch: str, classes: int, folder: Path) -> Path:
 
     torch.manual_seed(0)
     path = folder / f"{arch}.onnx"
-    to_onnx(create(arch, num_classes=classes).eval(), path, validate=False)
+    to_onnx(create(arch, num_classes=classes).eval(), path, output=output, validate=False)
     return path
 
 
@@ -95,7 +102,7 @@ def measure(
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        model = args.model or export_zoo_model(args.arch, args.classes, Path(folder))
+        model = args.model or export_zoo_model(args.arch, args.classes, args.output, Path(folder))
         times = measure(model, args.size, args.threads, args.runs, args.warmup, args.spin_wait)
     median = {name: statistics.median(values) for name, values in times.items()}
     mean = {name: statistics.fmean(values) for name, values in times.items()}
