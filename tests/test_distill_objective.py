@@ -123,3 +123,18 @@ def test_feature_weight_without_adapters_is_refused() -> None:
     cfg = DistillConfig(teacher="t.pt", weights=LossWeights(feature=1.0), feature_pairs={"c1": "c1"})
     with pytest.raises(ValueError, match="FeatureAdapters"):
         DistillObjective(teacher, cfg, build_loss("ce"))
+
+
+def test_different_strides_and_odd_sizes() -> None:
+    torch.manual_seed(0)
+    teacher = create("unet", num_classes=NUM_CLASSES, base_channels=8, depth=2)  # pads to 4
+    student = create("lraspp_dsnet", num_classes=NUM_CLASSES, width_mult=0.25)  # pads to 16
+    pairs = {"c3": "c1", "decoder": "decoder"}
+    objective = _objective(teacher, student, ALL, pairs)
+    g = torch.Generator().manual_seed(2)
+    target = torch.randint(0, NUM_CLASSES, (2, 37, 43), generator=g)
+    batch = MixedBatch(torch.randn(2, 3, 37, 43, generator=g), target, target, 1.0)
+    total, parts = objective(FeatureForward(student), batch)
+    assert torch.isfinite(total) and set(parts) == {"ce", "kd", "cwd", "feature"}
+    total.backward()
+    assert all(p.grad is not None for p in objective.adapters.parameters())

@@ -32,13 +32,26 @@ COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize"
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"edgeseg {__version__}")
+        try:
+            from edgeseg.runtime.providers import ort_build_info
+
+            build = ort_build_info()
+            typer.echo(
+                f"{'+'.join(build.packages)} {build.version} ({build.device}); "
+                f"providers: {', '.join(build.providers)}"
+            )
+        except Exception as err:  # a missing ONNX Runtime is reported, not fatal here
+            typer.echo(f"ONNX Runtime: {err}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print versions (edgeseg, ONNX Runtime build) and exit."
+        ),
     ] = False,
 ) -> None:
     """edgeseg command-line interface."""

@@ -4,7 +4,10 @@ It owns the size contract: ``forward`` pads the input bottom/right with zeros to
 runs the architecture's ``forward_padded`` and crops the logits back, so any H, W ≥ 32 (odd too) gives N×C×H×W
 logits. The pad amounts are computed from the traced input shape with plain arithmetic (no Python branches),
 which keeps both ONNX exporters (TorchScript with ``dynamic_axes`` and dynamo with ``dynamic_shapes``)
-producing a graph that accepts any height and width.
+producing a graph that accepts any height and width. (Calling ``torch.export.export`` directly needs
+``prefer_deferred_runtime_asserts_over_guards=True``, as ``torch.onnx.export(dynamo=True)`` passes: the
+symbolic solver cannot prove ``H <= ceil(H / stride) * stride`` for the crop, and the dynamo graph names the
+output dims ``Min(height, ...)``, which equal the input's at run time.)
 
 Feature maps for distillation come from ``forward_features``; every model names the last hidden map before
 its classifier ``"decoder"`` and the backbone stages ``"c<k>"`` (stride 2**k); DeepLab models add ``"aspp"``.

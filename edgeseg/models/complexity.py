@@ -18,7 +18,7 @@ def complexity(model: nn.Module, size: tuple[int, int] = (512, 512)) -> tuple[in
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {size}")
     params = sum(p.numel() for p in model.parameters())
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device
     was_training = model.training
     model.eval()
     try:

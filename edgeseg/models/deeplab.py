@@ -16,7 +16,7 @@ from torch import nn
 
 from edgeseg.models.backbones import create_backbone
 from edgeseg.models.base import SegmentationModel
-from edgeseg.models.layers import ASPP, ConvBNAct, conv_block, resize_like
+from edgeseg.models.layers import ASPP, ConvBNAct, conv_block, upsample
 from edgeseg.models.registry import register_model
 
 DEFAULT_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
@@ -58,7 +58,7 @@ class DeepLabV3(SegmentationModel):
         features = self.backbone(x)
         context = self.aspp(features["c5"])
         hidden = self.decoder(context)
-        logits = resize_like(self.classifier(hidden), x)
+        logits = upsample(self.classifier(hidden), self.feature_strides["c5"])
         return logits, {**features, "aspp": context, "decoder": hidden}
 
 
@@ -100,8 +100,9 @@ class DeepLabV3Plus(SegmentationModel):
         features = self.backbone(x)
         context = self.aspp(features["c5"])
         low = self.low_level(features["c2"])
-        hidden = self.decoder(torch.cat([resize_like(context, low), low], dim=1))
-        logits = resize_like(self.classifier(hidden), x)
+        strides = self.feature_strides
+        hidden = self.decoder(torch.cat([upsample(context, strides["c5"] // strides["c2"]), low], dim=1))
+        logits = upsample(self.classifier(hidden), strides["c2"])
         return logits, {**features, "aspp": context, "decoder": hidden}
 
 

@@ -148,6 +148,14 @@ class ASPP(nn.Module):
         return self.project(torch.cat([branch(x) for branch in self.branches], dim=1))
 
 
-def resize_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Bilinearly resize ``x`` to ``ref``'s height and width (align_corners=False)."""
-    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bilinear upsampling by an integer ``factor`` (align_corners=False; identity for 1).
+
+    Models upsample between maps whose strides divide each other exactly (the input is padded to the model's
+    stride), so a constant factor gives the same result as resizing to the target's size, while the
+    exported graph gets a Resize with constant scales: no shape arithmetic, and ONNX shape inference keeps
+    the channel count.
+    """
+    if factor == 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)

@@ -19,7 +19,7 @@ from torch import nn
 from edgeseg.models.backbones import create_backbone
 from edgeseg.models.base import SegmentationModel
 from edgeseg.models.deeplab import DeepLabV3Plus
-from edgeseg.models.layers import ConvBNAct, resize_like
+from edgeseg.models.layers import ConvBNAct, upsample
 from edgeseg.models.registry import register_model
 
 
@@ -31,8 +31,11 @@ class LRASPPHead(nn.Module):
     i inner channels and C classes.
     """
 
-    def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int) -> None:
+    def __init__(
+        self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int, factor: int
+    ) -> None:
         super().__init__()
+        self.factor = factor
         self.cbr = ConvBNAct(high_channels, inter_channels, 1)
         self.scale = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter_channels, 1, bias=False), nn.Sigmoid()
@@ -41,9 +44,9 @@ class LRASPPHead(nn.Module):
         self.high_classifier = nn.Conv2d(inter_channels, num_classes, 1)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits at the low-level map's stride and the gated high-level map."""
+        """Logits at the low-level map's stride and the gated high-level map (``factor`` times coarser)."""
         gated = self.cbr(high) * self.scale(high)
-        logits = self.low_classifier(low) + self.high_classifier(resize_like(gated, low))
+        logits = self.low_classifier(low) + self.high_classifier(upsample(gated, self.factor))
         return logits, gated
 
 
@@ -57,14 +60,15 @@ class LRASPP(SegmentationModel):
         super().__init__(num_classes, stride=body.stride)
         self.backbone = body
         channels, strides = body.feature_channels, body.feature_strides
-        self.head = LRASPPHead(channels["c3"], channels["c5"], num_classes, inter_channels)
+        factor = strides["c5"] // strides["c3"]
+        self.head = LRASPPHead(channels["c3"], channels["c5"], num_classes, inter_channels, factor)
         self._set_features({**channels, "decoder": inter_channels}, {**strides, "decoder": strides["c5"]})
 
     def forward_padded(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Backbone → LR-ASPP at stride 8 → bilinear upsampling to the input size."""
         features = self.backbone(x)
         logits, gated = self.head(features["c3"], features["c5"])
-        return resize_like(logits, x), {**features, "decoder": gated}
+        return upsample(logits, self.feature_strides["c3"]), {**features, "decoder": gated}
 
 
 @register_model

@@ -11,12 +11,11 @@ bilinear ×2 plus a 1×1 ConvBNAct, and scales widths by ``width_mult`` (multipl
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.models.backbones.mobilenetv2 import make_divisible
 from edgeseg.models.base import SegmentationModel
-from edgeseg.models.layers import ConvBNAct, conv_block
+from edgeseg.models.layers import ConvBNAct, conv_block, upsample
 from edgeseg.models.registry import register_model
 
 
@@ -68,7 +67,7 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` to ``skip``'s size, concatenate, convolve."""
         if self.separable:
-            x = self.up(F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False))
+            x = self.up(upsample(x, 2))
         else:
             x = self.up(x)
         return self.conv(torch.cat([skip, x], dim=1))
