@@ -1,0 +1,193 @@
+"""The report's PNG figures (matplotlib, Agg backend): training curves, mIoU against latency, sample grid.
+
+Each function takes plain data (records, numbers, paths) and writes one PNG atomically; none trains or
+times anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.fileio import atomic_path
+
+COLORS = {"teacher": "#1f77b4", "student": "#ff7f0e", "distilled": "#2ca02c", "int8": "#9467bd"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _label_loss_key(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """``loss_ce`` when every run logged it (the label loss alone, comparable between plain and KD runs)."""
+    records = [r for history in runs.values() for r in history]
+    return "loss_ce" if records and all("loss_ce" in r for r in records) else "loss"
+
+
+def training_curves(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]], labels: Mapping[str, str], path: str | os.PathLike
+) -> None:
+    """Validation mIoU and training label loss per epoch, one line per run (``runs``: key → epoch records)."""
+    plt = _pyplot()
+    fig, (ax_miou, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    loss_key = _label_loss_key(runs)
+    for key, records in runs.items():
+        color = COLORS.get(key)
+        evaluated = [r for r in records if r.get("miou") is not None]
+        if evaluated:
+            ax_miou.plot([r["epoch"] for r in evaluated], [100 * r["miou"] for r in evaluated], "o-",
+                         color=color, label=labels.get(key, key), markersize=4)  # fmt: skip
+        losses = [r for r in records if r.get(loss_key) is not None]
+        if losses:
+            ax_loss.plot([r["epoch"] for r in losses], [r[loss_key] for r in losses], "-", color=color,
+                         label=labels.get(key, key))  # fmt: skip
+    ax_miou.set(xlabel="epoch", ylabel="validation mIoU (%)", title="Validation mIoU")
+    loss_name = "cross-entropy on labels" if loss_key == "loss_ce" else "total loss"
+    ax_loss.set(xlabel="epoch", ylabel=loss_name, title=f"Training loss ({loss_name})")
+    for ax in (ax_miou, ax_loss):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=9)
+    if loss_key == "loss_ce":
+        ax_loss.text(0.99, 0.97, "KD terms of the distilled run not included", transform=ax_loss.transAxes,
+                     ha="right", va="top", fontsize=8, color="0.4")  # fmt: skip
+    fig.tight_layout()
+    _save(fig, path)
+
+
+@dataclass
+class ParetoPoint:
+    """One model in the accuracy/latency plane."""
+
+    key: str
+    label: str
+    latency_ms: float
+    miou: float
+    gflops: float
+
+
+def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
+    """The points no other point beats on both latency (lower) and mIoU (higher), fastest first."""
+    front = [
+        p for p in points
+        if not any(q.latency_ms <= p.latency_ms and q.miou >= p.miou and (q.latency_ms, q.miou) !=
+                   (p.latency_ms, p.miou) for q in points)
+    ]  # fmt: skip
+    return sorted(front, key=lambda p: p.latency_ms)
+
+
+def miou_vs_latency(points: Sequence[ParetoPoint], subtitle: str, path: str | os.PathLike) -> None:
+    """Scatter of mIoU against p50 latency, each point labelled, the Pareto front drawn as a step line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    front = pareto_front(points)
+    if len(front) > 1:
+        ax.step([p.latency_ms for p in front], [100 * p.miou for p in front], where="post", color="0.6",
+                linestyle="--", linewidth=1, label="Pareto front", zorder=1)  # fmt: skip
+    for p in points:
+        ax.scatter(p.latency_ms, 100 * p.miou, s=90, color=COLORS.get(p.key, "0.3"), zorder=3,
+                   edgecolor="black", linewidth=0.6)  # fmt: skip
+        ax.annotate(f"{p.label}\n{100 * p.miou:.1f} % · {p.latency_ms:.2f} ms · {p.gflops:.3g} GFLOPs",
+                    (p.latency_ms, 100 * p.miou), textcoords="offset points", xytext=(8, 6), fontsize=8.5)
+    latencies = [p.latency_ms for p in points]
+    if latencies and max(latencies) / max(min(latencies), 1e-9) > 8:
+        ax.set_xscale("log")
+    _pad_limits(ax, points)
+    ax.set(xlabel="ONNX Runtime latency, p50 (ms, lower is better)", ylabel="validation mIoU (%)",
+           title="Accuracy against latency\n" + subtitle)  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3, which="both")
+    if len(front) > 1:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _pad_limits(ax: Any, points: Sequence[ParetoPoint]) -> None:
+    """Room to the right of and above the points for their labels."""
+    if not points:
+        return
+    xs = [p.latency_ms for p in points]
+    ys = [100 * p.miou for p in points]
+    if ax.get_xscale() == "log":
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 4)
+    else:
+        span = max(max(xs) - min(xs), max(xs) * 0.2, 1e-3)
+        ax.set_xlim(max(0.0, min(xs) - 0.15 * span), max(xs) + 0.8 * span)
+    yspan = max(max(ys) - min(ys), 2.0)
+    ax.set_ylim(min(ys) - 0.3 * yspan, max(ys) + 0.35 * yspan)
+
+
+def sample_grid(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    predictions: Mapping[str, Sequence[np.ndarray]],
+    labels: Mapping[str, str],
+    classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    ignore_index: int,
+    path: str | os.PathLike,
+) -> None:
+    """Rows of validation images: the image, its ground truth, then each model's prediction over it.
+
+    ``predictions``: model key → one label map per image. Each overlay is captioned with the pixel accuracy
+    of that image; a legend names the class colours (ignored pixels in white).
+    """
+    from edgeseg.runtime import overlay
+
+    plt = _pyplot()
+    pal = [list(map(int, c)) for c in palette]
+    columns = ["image", "ground truth", *[labels.get(k, k) for k in predictions]]
+    rows = len(images)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(2.3 * len(columns), 2.3 * rows + 0.8), squeeze=False)
+    for r, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        valid = mask != ignore_index
+        shown_mask = np.where(valid, mask, 0).astype(np.int64)
+        truth = overlay(image, shown_mask, pal, alpha=0.6)
+        truth[~valid] = 255
+        cells = [(image, ""), (truth, "")]
+        for key in predictions:
+            pred = np.asarray(predictions[key][r])
+            acc = float((pred[valid] == mask[valid]).mean()) if valid.any() else float("nan")
+            cells.append((overlay(image, pred.astype(np.int64), pal, alpha=0.6), f"pixel acc. {100 * acc:.1f} %"))
+        for c, (picture, caption) in enumerate(cells):
+            ax = axes[r][c]
+            ax.imshow(picture, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=10)
+            if caption:
+                ax.set_xlabel(caption, fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=np.asarray(pal[i]) / 255.0) for i in range(len(classes))]
+    handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.5"))
+    fig.legend(handles, [*classes, "ignored"], loc="lower center", ncol=min(len(handles), 5), fontsize=8,
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.9 / (2.3 * rows + 0.8) + 0.03, 1, 1))
+    _save(fig, path)
+
+
+def figure_paths(folder: Path) -> dict[str, Path]:
+    """Where the three figures go."""
+    return {
+        "curves": folder / "training_curves.png",
+        "pareto": folder / "miou_vs_latency.png",
+        "samples": folder / "samples.png",
+    }
