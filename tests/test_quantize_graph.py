@@ -73,7 +73,8 @@ def test_exclusion_schedule_doubles_and_respects_the_budget():
     ranked = [("b", 1.0), ("a", 2.0), ("c", 3.0)]
     # worst 1; worst 2 adds nothing ("a" touches conv1 and relu1 again) and is skipped; all 3 adds q
     assert exclusion_schedule(_graph(), ranked, max_nodes=4) == [
-        ["relu1", "conv1", "conv2"], ["relu1", "conv1", "conv2", "q"]
+        ["relu1", "conv1", "conv2"],
+        ["relu1", "conv1", "conv2", "q"],
     ]
     assert exclusion_schedule(_graph(), ranked, max_nodes=3) == [["relu1", "conv1", "conv2"]]
     assert exclusion_schedule(_graph(), ranked, max_nodes=2) == []

@@ -66,8 +66,16 @@ def quantize_command(
             raise InputError("--calib is for INT8 calibration; --fp16 needs none (--val adds its mIoU check)")
         from edgeseg.export.fp16 import convert_fp16
 
-        report = convert_fp16(model, output, val=val, val_size=val_size, max_drop=max_drop,
-                              min_agreement=min_agreement, force=force, progress=report_fn)
+        report = convert_fp16(
+            model,
+            output,
+            val=val,
+            val_size=val_size,
+            max_drop=max_drop,
+            min_agreement=min_agreement,
+            force=force,
+            progress=report_fn,
+        )
         summary = f"FP16: argmax agreement {100 * report.agreement:.3f} % over {report.pixels} pixels"
         if report.drop is not None:
             summary += f", mIoU {report.miou_fp32:.2f} -> {report.miou_fp16:.2f} ({report.drop:+.2f} lost)"
@@ -76,13 +84,26 @@ def quantize_command(
             raise InputError("INT8 needs calibration images: pass --calib DATA (a folder or 'synthetic')")
         from edgeseg.export.quantize import quantize_int8
 
-        report = quantize_int8(model, output, calib=calib, calib_size=calib_size, val=val, val_size=val_size,
-                               max_drop=max_drop, method=method, per_channel=per_channel,
-                               reduce_range=reduce_range, max_float_nodes=max_float_nodes, force=force,
-                               progress=report_fn)
+        report = quantize_int8(
+            model,
+            output,
+            calib=calib,
+            calib_size=calib_size,
+            val=val,
+            val_size=val_size,
+            max_drop=max_drop,
+            method=method,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            max_float_nodes=max_float_nodes,
+            force=force,
+            progress=report_fn,
+        )
         kept = ", ".join(report.float_nodes) if report.float_nodes else "none"
-        summary = (f"INT8: mIoU {report.miou_fp32:.2f} -> {report.miou_int8:.2f} ({report.drop:+.2f} lost, "
-                   f"allowed {report.max_drop:.2f}) on {report.val_images} images; nodes kept float: {kept}")
+        summary = (
+            f"INT8: mIoU {report.miou_fp32:.2f} -> {report.miou_int8:.2f} ({report.drop:+.2f} lost, "
+            f"allowed {report.max_drop:.2f}) on {report.val_images} images; nodes kept float: {kept}"
+        )
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 
 # Each entry is a module `edgeseg.cli.cmd_<name>` exposing `register(app)`.
-COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize", "export", "validate", "info"]
+COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize", "export", "validate",
+            "info", "pipeline"]
 
 
 def _version(value: bool) -> None:

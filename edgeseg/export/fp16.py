@@ -178,13 +178,19 @@ def convert_fp16(
             same, pixels = same + real.agreement * real.pixels, pixels + real.pixels
         sizes = [] if meta.static_size else check_sizes(candidate, meta, _first_size(val_set))
         report = Fp16Report(
-            path=target, precision="fp16", agreement=same / pixels, random_agreement=random.agreement,
-            pixels=pixels, val_data=describe_data(val) if val is not None else None,
+            path=target,
+            precision="fp16",
+            agreement=same / pixels,
+            random_agreement=random.agreement,
+            pixels=pixels,
+            val_data=describe_data(val) if val is not None else None,
             val_images=min(val_size, len(val_set)) if val_set is not None else 0,
             miou_fp32=None if real is None else 100 * real.miou_reference,
             miou_fp16=None if real is None else 100 * real.miou_candidate,
-            drop=None if real is None else real.drop, float32_nodes=kept,
-            float16_nodes=len(source.graph.node) - kept, other_sizes=sizes,
+            drop=None if real is None else real.drop,
+            float32_nodes=kept,
+            float16_nodes=len(source.graph.node) - kept,
+            other_sizes=sizes,
         )
         failures = _failures(report, max_drop, min_agreement)
         if failures:

@@ -21,6 +21,7 @@ Two graph rules make INT8 pay off on CPUs (measured, see ``benchmarks/quantize.p
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -112,14 +113,6 @@ def cpu_has_vnni() -> bool:
     return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-
-
-
-
-
-
-
-
 @contextlib.contextmanager
 def quiet_logs() -> Iterator[None]:
     """Silence the warnings ONNX Runtime's quantization tools log (to the root logger among others) about
@@ -175,28 +168,21 @@ def run_quantizer(
         "percentile": CalibrationMethod.Percentile,
     }[method]
     reader.set_range(0, len(reader))
-    quantize_static(
-        os.fspath(src),
-        os.fspath(dst),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude),
-        calibrate_method=calib_method,
-        calibration_cache_path=os.fspath(cache),
-        extra_options={"CalibStridedMinMax": _chunk(len(reader))},
-    )
-
-
-
-
-
-
-
-
+    with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
+        quantize_static(
+            os.fspath(src),
+            os.fspath(dst),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            calibrate_method=calib_method,
+            calibration_cache_path=os.fspath(cache),
+            extra_options={"CalibStridedMinMax": _chunk(len(reader))},
+        )
 
 
 def finalize(qdq_path: Path, source: onnx.ModelProto, info: dict[str, Any]) -> onnx.ModelProto:
@@ -246,9 +232,16 @@ class _Job:
         """Quantize ``pre`` keeping ``exclude`` float; return the raw QDQ file and the finished candidate."""
         qdq = self.work / f"qdq{attempt}.onnx"
         try:
-            run_quantizer(pre, qdq, self.reader, method=self.info["method"],
-                          per_channel=self.info["per_channel"], reduce_range=self.info["reduce_range"],
-                          exclude=exclude, cache=self.work / "calibration.json")
+            run_quantizer(
+                pre,
+                qdq,
+                self.reader,
+                method=self.info["method"],
+                per_channel=self.info["per_channel"],
+                reduce_range=self.info["reduce_range"],
+                exclude=exclude,
+                cache=self.work / "calibration.json",
+            )
         except Exception as err:  # onnxruntime.quantization raises many types; report one line
             first = (str(err).splitlines() or [type(err).__name__])[0][:300]
             raise EdgesegError(f"ONNX Runtime could not quantize the model: {first}") from err
@@ -337,8 +330,10 @@ def quantize_int8(
             result, other_sizes = job.measure(candidate)
             drop = result.drop or 0.0
             attempts.append(Attempt(info["float_nodes"], 100 * result.miou_candidate, drop, drop <= max_drop))
-            say(f"mIoU FP32 {100 * result.miou_reference:.2f}, INT8 {100 * result.miou_candidate:.2f}: drop "
-                f"{drop:.2f} points (allowed {max_drop:.2f}), {len(info['float_nodes'])} nodes kept float")
+            say(
+                f"mIoU FP32 {100 * result.miou_reference:.2f}, INT8 {100 * result.miou_candidate:.2f}: drop "
+                f"{drop:.2f} points (allowed {max_drop:.2f}), {len(info['float_nodes'])} nodes kept float"
+            )
             if attempts[-1].passed:
                 break
             if schedule is None:
@@ -349,18 +344,32 @@ def quantize_int8(
                 raise GateFailed(_failure_message(attempts, max_drop, max_float_nodes))
             info["float_nodes"] = schedule.pop(0)
         final = onnx.load(os.fspath(candidate))
-        figures = {"miou_fp32": round(100 * result.miou_reference, 3),
-                   "miou_int8": round(100 * result.miou_candidate, 3)}
+        figures = {
+            "miou_fp32": round(100 * result.miou_reference, 3),
+            "miou_int8": round(100 * result.miou_candidate, 3),
+        }
         set_prop(final, "quantization", json.dumps({**info, **figures}))
         with atomic_path(target) as tmp_target:
             onnx.save(final, os.fspath(tmp_target))
     return QuantReport(
-        path=target, precision="int8", method=method, per_channel=per_channel,
+        path=target,
+        precision="int8",
+        method=method,
+        per_channel=per_channel,
         reduce_range=info["reduce_range"],
-        calib_data=info["calib_data"], calib_images=len(indices), calib_size=size, val_data=info["val_data"],
-        val_images=info["val_images"], miou_fp32=100 * result.miou_reference,
-        miou_int8=100 * result.miou_candidate, drop=drop, max_drop=max_drop, agreement=result.agreement,
-        float_nodes=info["float_nodes"], attempts=attempts, other_sizes=other_sizes,
+        calib_data=info["calib_data"],
+        calib_images=len(indices),
+        calib_size=size,
+        val_data=info["val_data"],
+        val_images=info["val_images"],
+        miou_fp32=100 * result.miou_reference,
+        miou_int8=100 * result.miou_candidate,
+        drop=drop,
+        max_drop=max_drop,
+        agreement=result.agreement,
+        float_nodes=info["float_nodes"],
+        attempts=attempts,
+        other_sizes=other_sizes,
         seconds=time.perf_counter() - start,
     )
 

@@ -56,13 +56,23 @@ def export_model(
     if settings.exporter is not None:
         options["exporter"] = settings.exporter
     tolerances = Tolerances(
-        max_abs=settings.max_abs_diff, max_rel=None, min_agreement=settings.min_agreement,
+        max_abs=settings.max_abs_diff,
+        max_rel=None,
+        min_agreement=settings.min_agreement,
         max_miou_delta=settings.max_miou_delta,
-    )  # fmt: skip
+    )
     report = to_onnx(
-        model, onnx_path, metadata=meta, mean=meta["mean"], std=meta["std"], samples=samples,
-        simplify=settings.simplify, tolerances=tolerances, force=force, **options,
-    )  # fmt: skip
+        model,
+        onnx_path,
+        metadata=meta,
+        mean=meta["mean"],
+        std=meta["std"],
+        samples=samples,
+        simplify=settings.simplify,
+        tolerances=tolerances,
+        force=force,
+        **options,
+    )
     return {
         "path": str(onnx_path),
         "checkpoint": str(checkpoint),
@@ -99,14 +109,27 @@ def quantize_model(
 
     try:
         report = quantize_int8(
-            fp32_path, int8_path, calib=calib_set, calib_size=settings.calib_size, val=val_set,
-            val_size=settings.val_size, max_drop=settings.max_drop, method=settings.method,
-            per_channel=settings.per_channel, max_float_nodes=settings.max_float_nodes, force=force,
+            fp32_path,
+            int8_path,
+            calib=calib_set,
+            calib_size=settings.calib_size,
+            val=val_set,
+            val_size=settings.val_size,
+            max_drop=settings.max_drop,
+            method=settings.method,
+            per_channel=settings.per_channel,
+            max_float_nodes=settings.max_float_nodes,
+            force=force,
             progress=log,
-        )  # fmt: skip
+        )
     except GateFailed as err:
         return {"passed": False, "message": str(err), "max_drop": settings.max_drop}
     off = Tolerances(max_abs=None, max_rel=None, min_agreement=None, max_miou_delta=None)
     parity = validate_onnx(int8_path, fp32_path, samples=samples, tolerances=off)
-    return {"passed": True, "path": str(int8_path), "reference": str(fp32_path), "gate": report.to_dict(),
-            "parity": parity_summary(parity)}  # fmt: skip
+    return {
+        "passed": True,
+        "path": str(int8_path),
+        "reference": str(fp32_path),
+        "gate": report.to_dict(),
+        "parity": parity_summary(parity),
+    }

@@ -191,18 +191,22 @@ class PipelineRecipe:
     def _stage_recipe(self, stage: TeacherConfig | StudentConfig) -> Recipe:
         r = self.recipe
         return Recipe(
-            model=stage.model, data=r.data, augment=r.augment, optim=stage.optim, schedule=stage.schedule,
+            model=stage.model,
+            data=r.data,
+            augment=r.augment,
+            optim=stage.optim,
+            schedule=stage.schedule,
             train=stage.train,
-        )  # fmt: skip
+        )
 
 
 def load_pipeline_recipe(path: str | Path, overrides: Iterable[str] = ()) -> PipelineRecipe:
     """Read a pipeline recipe, apply ``--set`` overrides, merge a teacher recipe file, validate everything.
 
-    Errors are :class:`InputError` naming the file or override: a missing file, bad YAML, an unknown key (with
-    the closest valid key), a wrong value type, a top-level training section (they belong under ``teacher:`` or
-    ``student:``), ``distill.teacher`` (the pipeline supplies it), or both ``teacher.checkpoint`` and
-    ``teacher.recipe``.
+    Errors are :class:`InputError` naming the file or override: a missing file, bad YAML, an unknown key
+    (with the closest valid key), a wrong value type, a top-level training section (they belong under
+    ``teacher:`` or ``student:``), ``distill.teacher`` (the pipeline supplies it), or both
+    ``teacher.checkpoint`` and ``teacher.recipe``.
     """
     p = Path(path)
     raw = _read_yaml(p, "pipeline recipe")

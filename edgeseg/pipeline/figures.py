@@ -52,12 +52,23 @@ def training_curves(
         color = COLORS.get(key)
         evaluated = [r for r in records if r.get("miou") is not None]
         if evaluated:
-            ax_miou.plot([r["epoch"] for r in evaluated], [100 * r["miou"] for r in evaluated], "o-",
-                         color=color, label=labels.get(key, key), markersize=4)  # fmt: skip
+            ax_miou.plot(
+                [r["epoch"] for r in evaluated],
+                [100 * r["miou"] for r in evaluated],
+                "o-",
+                color=color,
+                label=labels.get(key, key),
+                markersize=4,
+            )
         losses = [r for r in records if r.get(loss_key) is not None]
         if losses:
-            ax_loss.plot([r["epoch"] for r in losses], [r[loss_key] for r in losses], "-", color=color,
-                         label=labels.get(key, key))  # fmt: skip
+            ax_loss.plot(
+                [r["epoch"] for r in losses],
+                [r[loss_key] for r in losses],
+                "-",
+                color=color,
+                label=labels.get(key, key),
+            )
     ax_miou.set(xlabel="epoch", ylabel="validation mIoU (%)", title="Validation mIoU")
     loss_name = "cross-entropy on labels" if loss_key == "loss_ce" else "total loss"
     ax_loss.set(xlabel="epoch", ylabel=loss_name, title=f"Training loss ({loss_name})")
@@ -66,8 +77,16 @@ def training_curves(
         if ax.lines:
             ax.legend(fontsize=9)
     if loss_key == "loss_ce":
-        ax_loss.text(0.99, 0.97, "KD terms of the distilled run not included", transform=ax_loss.transAxes,
-                     ha="right", va="top", fontsize=8, color="0.4")  # fmt: skip
+        ax_loss.text(
+            0.99,
+            0.97,
+            "KD terms of the distilled run not included",
+            transform=ax_loss.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="0.4",
+        )
     fig.tight_layout()
     _save(fig, path)
 
@@ -86,10 +105,15 @@ class ParetoPoint:
 def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
     """The points no other point beats on both latency (lower) and mIoU (higher), fastest first."""
     front = [
-        p for p in points
-        if not any(q.latency_ms <= p.latency_ms and q.miou >= p.miou and (q.latency_ms, q.miou) !=
-                   (p.latency_ms, p.miou) for q in points)
-    ]  # fmt: skip
+        p
+        for p in points
+        if not any(
+            q.latency_ms <= p.latency_ms
+            and q.miou >= p.miou
+            and (q.latency_ms, q.miou) != (p.latency_ms, p.miou)
+            for q in points
+        )
+    ]
     return sorted(front, key=lambda p: p.latency_ms)
 
 
@@ -99,19 +123,42 @@ def miou_vs_latency(points: Sequence[ParetoPoint], subtitle: str, path: str | os
     fig, ax = plt.subplots(figsize=(7.5, 5))
     front = pareto_front(points)
     if len(front) > 1:
-        ax.step([p.latency_ms for p in front], [100 * p.miou for p in front], where="post", color="0.6",
-                linestyle="--", linewidth=1, label="Pareto front", zorder=1)  # fmt: skip
+        ax.step(
+            [p.latency_ms for p in front],
+            [100 * p.miou for p in front],
+            where="post",
+            color="0.6",
+            linestyle="--",
+            linewidth=1,
+            label="Pareto front",
+            zorder=1,
+        )
     for p in points:
-        ax.scatter(p.latency_ms, 100 * p.miou, s=90, color=COLORS.get(p.key, "0.3"), zorder=3,
-                   edgecolor="black", linewidth=0.6)  # fmt: skip
-        ax.annotate(f"{p.label}\n{100 * p.miou:.1f} % · {p.latency_ms:.2f} ms · {p.gflops:.3g} GFLOPs",
-                    (p.latency_ms, 100 * p.miou), textcoords="offset points", xytext=(8, 6), fontsize=8.5)
+        ax.scatter(
+            p.latency_ms,
+            100 * p.miou,
+            s=90,
+            color=COLORS.get(p.key, "0.3"),
+            zorder=3,
+            edgecolor="black",
+            linewidth=0.6,
+        )
+        ax.annotate(
+            f"{p.label}\n{100 * p.miou:.1f} % · {p.latency_ms:.2f} ms · {p.gflops:.3g} GFLOPs",
+            (p.latency_ms, 100 * p.miou),
+            textcoords="offset points",
+            xytext=(8, 6),
+            fontsize=8.5,
+        )
     latencies = [p.latency_ms for p in points]
     if latencies and max(latencies) / max(min(latencies), 1e-9) > 8:
         ax.set_xscale("log")
     _pad_limits(ax, points)
-    ax.set(xlabel="ONNX Runtime latency, p50 (ms, lower is better)", ylabel="validation mIoU (%)",
-           title="Accuracy against latency\n" + subtitle)  # fmt: skip
+    ax.set(
+        xlabel="ONNX Runtime latency, p50 (ms, lower is better)",
+        ylabel="validation mIoU (%)",
+        title="Accuracy against latency\n" + subtitle,
+    )
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both")
     if len(front) > 1:
@@ -156,7 +203,9 @@ def sample_grid(
     pal = [list(map(int, c)) for c in palette]
     columns = ["image", "ground truth", *[labels.get(k, k) for k in predictions]]
     rows = len(images)
-    fig, axes = plt.subplots(rows, len(columns), figsize=(2.3 * len(columns), 2.3 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, len(columns), figsize=(2.3 * len(columns), 2.3 * rows + 0.8), squeeze=False
+    )
     for r, (image, mask) in enumerate(zip(images, masks, strict=True)):
         valid = mask != ignore_index
         shown_mask = np.where(valid, mask, 0).astype(np.int64)
@@ -166,7 +215,9 @@ def sample_grid(
         for key in predictions:
             pred = np.asarray(predictions[key][r])
             acc = float((pred[valid] == mask[valid]).mean()) if valid.any() else float("nan")
-            cells.append((overlay(image, pred.astype(np.int64), pal, alpha=0.6), f"pixel acc. {100 * acc:.1f} %"))
+            cells.append(
+                (overlay(image, pred.astype(np.int64), pal, alpha=0.6), f"pixel acc. {100 * acc:.1f} %")
+            )
         for c, (picture, caption) in enumerate(cells):
             ax = axes[r][c]
             ax.imshow(picture, interpolation="nearest")
@@ -178,8 +229,14 @@ def sample_grid(
                 ax.set_xlabel(caption, fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=np.asarray(pal[i]) / 255.0) for i in range(len(classes))]
     handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.5"))
-    fig.legend(handles, [*classes, "ignored"], loc="lower center", ncol=min(len(handles), 5), fontsize=8,
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        [*classes, "ignored"],
+        loc="lower center",
+        ncol=min(len(handles), 5),
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.9 / (2.3 * rows + 0.8) + 0.03, 1, 1))
     _save(fig, path)
 

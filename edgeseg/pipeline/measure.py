@@ -44,7 +44,9 @@ def _clean(metrics: Any, classes: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def evaluate_model(entry: ModelFile, val_set: Any, data_cfg: DataConfig, size: tuple[int, int]) -> dict[str, Any]:
+def evaluate_model(
+    entry: ModelFile, val_set: Any, data_cfg: DataConfig, size: tuple[int, int]
+) -> dict[str, Any]:
     """mIoU/pixel accuracy of the ONNX file (and of its checkpoint in PyTorch), parameters, GFLOPs, size.
 
     ``delta_miou`` is ONNX minus PyTorch over the whole validation split (None without a checkpoint).
@@ -78,9 +80,13 @@ def evaluate_model(entry: ModelFile, val_set: Any, data_cfg: DataConfig, size: t
     if entry.checkpoint is not None:
         with torch.no_grad():
             m = evaluate(
-                model, val_set, data_cfg=data_cfg, mean=ckpt.get("mean", IMAGENET_MEAN),
-                std=ckpt.get("std", IMAGENET_STD), device=torch.device("cpu"),
-            )  # fmt: skip
+                model,
+                val_set,
+                data_cfg=data_cfg,
+                mean=ckpt.get("mean", IMAGENET_MEAN),
+                std=ckpt.get("std", IMAGENET_STD),
+                device=torch.device("cpu"),
+            )
         out["torch_metrics"] = _clean(m, classes)
         out["delta_miou"] = onnx_metrics["miou"] - m.miou
     return out
@@ -110,15 +116,28 @@ def bench_files(
 
     paths = list(files.values())
     results, notes = bench_models(
-        paths, sizes=[size], batches=[settings.batch], threads=[settings.threads], providers=["cpu"],
-        warmup=settings.warmup, runs=settings.runs, interleave=True, progress=log,
-    )  # fmt: skip
+        paths,
+        sizes=[size],
+        batches=[settings.batch],
+        threads=[settings.threads],
+        providers=["cpu"],
+        warmup=settings.warmup,
+        runs=settings.runs,
+        interleave=True,
+        progress=log,
+    )
     by_name = {p.stem: key for key, p in files.items()}
     rows = {by_name.get(r.config.model, r.config.model): r.to_row() for r in results}
     return {
         "rows": rows,
         "notes": list(notes),
         "environment": environment(),
-        "settings": {"size": list(size), "batch": settings.batch, "threads": settings.threads,
-                     "warmup": settings.warmup, "runs": settings.runs, "interleave": True},
-    }  # fmt: skip
+        "settings": {
+            "size": list(size),
+            "batch": settings.batch,
+            "threads": settings.threads,
+            "warmup": settings.warmup,
+            "runs": settings.runs,
+            "interleave": True,
+        },
+    }

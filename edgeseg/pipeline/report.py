@@ -17,6 +17,12 @@ from edgeseg import __version__
 from edgeseg.data.config import DataConfig
 
 MODEL_ORDER = ("teacher", "student", "distilled", "int8")
+LABELS = {
+    "teacher": "teacher",
+    "student": "student alone",
+    "distilled": "distilled student",
+    "int8": "distilled student INT8",
+}
 
 
 def data_overrides(cfg: DataConfig) -> list[str]:
@@ -26,7 +32,11 @@ def data_overrides(cfg: DataConfig) -> list[str]:
     for key, value in asdict(cfg).items():
         if key == "root" or value == defaults[key]:
             continue
-        text = value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
+        text = (
+            value
+            if isinstance(value, str)
+            else json.dumps(list(value) if isinstance(value, tuple) else value)
+        )
         args += ["--set", f"data.{key}={text}"]
     return args
 
@@ -36,12 +46,29 @@ def reproduce_commands(models: Mapping[str, Any], data: DataConfig, val_images: 
     sets = data_overrides(data)
     out: dict[str, Any] = {"eval_onnx": {}, "eval_checkpoint": {}, "validate": {}}
     for key, m in models.items():
-        out["eval_onnx"][key] = ["eval", m["onnx"], "--data", data.root, "--split", data.val_split, "--json",
-                                 *sets]  # fmt: skip
+        out["eval_onnx"][key] = [
+            "eval",
+            m["onnx"],
+            "--data",
+            data.root,
+            "--split",
+            data.val_split,
+            "--json",
+            *sets,
+        ]
         if m.get("checkpoint"):
             out["eval_checkpoint"][key] = ["eval", m["checkpoint"], "--split", data.val_split, "--json"]
-            out["validate"][key] = ["validate", m["onnx"], "--checkpoint", m["checkpoint"], "--data", data.root,
-                                    "--max-images", str(val_images), "--json"]  # fmt: skip
+            out["validate"][key] = [
+                "validate",
+                m["onnx"],
+                "--checkpoint",
+                m["checkpoint"],
+                "--data",
+                data.root,
+                "--max-images",
+                str(val_images),
+                "--json",
+            ]
     return out
 
 
@@ -83,8 +110,12 @@ def build_report(
             continue
         row = dict(models[key])
         timing = bench["rows"].get(key, {})
-        row["latency"] = {k: timing.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")}
-        row["parity"] = (quantize or {}).get("parity") if key == "int8" else exports.get(key, {}).get("parity")
+        row["latency"] = {
+            k: timing.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")
+        }
+        row["parity"] = (
+            (quantize or {}).get("parity") if key == "int8" else exports.get(key, {}).get("parity")
+        )
         row["parity_reference"] = "distilled FP32 ONNX" if key == "int8" else "PyTorch checkpoint"
         if key == "int8":
             row["delta_miou"] = row["miou"] - models["distilled"]["miou"]
@@ -99,7 +130,9 @@ def build_report(
         "data": dict(dataset),
         "models": rows,
         "distillation": distillation_summary(rows),
-        "int8": dict(quantize) if quantize is not None else {"passed": None, "message": "quantize.enabled is false"},
+        "int8": dict(quantize)
+        if quantize is not None
+        else {"passed": None, "message": "quantize.enabled is false"},
         "bench": {k: bench[k] for k in ("settings", "environment", "notes") if k in bench},
         "figures": dict(figures),
         "stages": dict(stages),
@@ -122,49 +155,79 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     size = "x".join(map(str, bench.get("size", [])))
     threads = bench.get("threads") or "default"
     lines = [f"# {report['title']}", ""]
-    lines.append(f"edgeseg {report['edgeseg_version']}, {report['created']}; recipe `{report['recipe_source']}`; "
-                 f"data `{report['data']['root']}` ({report['data']['train_images']} training, "
-                 f"{report['data']['val_images']} validation images, {len(report['data']['classes'])} classes).")
+    lines.append(
+        f"edgeseg {report['edgeseg_version']}, {report['created']}; recipe `{report['recipe_source']}`; "
+        f"data `{report['data']['root']}` ({report['data']['train_images']} training, "
+        f"{report['data']['val_images']} validation images, {len(report['data']['classes'])} classes)."
+    )
     lines += ["", "## Summary", ""]
     d = report["distillation"]
     if d is not None:
-        closed = "" if d["gap_closed"] is None else f", closing {100 * d['gap_closed']:.0f} % of the teacher–student gap"
-        lines.append(f"- Distillation: the student alone reaches {100 * d['student_miou']:.2f} % mIoU, distilled "
-                     f"{100 * d['distilled_miou']:.2f} % ({100 * d['gain']:+.2f} points{closed}; teacher "
-                     f"{100 * d['teacher_miou']:.2f} %).")  # fmt: skip
+        closed = (
+            ""
+            if d["gap_closed"] is None
+            else f", closing {100 * d['gap_closed']:.0f} % of the teacher–student gap"
+        )
+        lines.append(
+            f"- Distillation: the student alone reaches {100 * d['student_miou']:.2f} % mIoU, distilled "
+            f"{100 * d['distilled_miou']:.2f} % ({100 * d['gain']:+.2f} points{closed}; teacher "
+            f"{100 * d['teacher_miou']:.2f} %)."
+        )
     lines.append("- INT8: " + _int8_line(report["int8"]))
     if "teacher" in models and "distilled" in models:
         t, s = models["teacher"], models["distilled"]
         speed = _ratio(t["latency"]["p50_ms"], s["latency"]["p50_ms"])
-        lines.append(f"- The distilled student has {_ratio(t['params'], s['params'])} fewer parameters, "
-                     f"{_ratio(t['gflops'], s['gflops'])} fewer GFLOPs and runs {speed} faster than the teacher "
-                     f"(ONNX Runtime, CPU, {size}, batch {bench.get('batch')}, threads {threads}).")
-    lines += ["", "## Models", "",
-              f"Accuracy on the validation split through ONNX Runtime (`edgeseg eval`); GFLOPs (multiply-accumulates "
-              f"× 1e-9) and latency at {size}, batch {bench.get('batch')}, {threads} threads, "
-              f"{bench.get('runs')} timed runs each, all models round-robin in one run.", "",
-              "| model | network | mIoU | pixel acc. | params | GFLOPs | file | p50 ms | p90 ms | img/s |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines.append(
+            f"- The distilled student has {_ratio(t['params'], s['params'])} fewer parameters, "
+            f"{_ratio(t['gflops'], s['gflops'])} fewer GFLOPs and runs {speed} faster than the teacher "
+            f"(ONNX Runtime, CPU, {size}, batch {bench.get('batch')}, threads {threads})."
+        )
+    lines += [
+        "",
+        "## Models",
+        "",
+        "Accuracy on the validation split through ONNX Runtime (`edgeseg eval`); GFLOPs "
+        f"(multiply-accumulates × 1e-9) and latency at {size}, batch {bench.get('batch')}, "
+        f"{threads} threads, {bench.get('runs')} timed runs each, all models round-robin in one run.",
+        "",
+        "| model | network | mIoU | pixel acc. | params | GFLOPs | file | p50 ms | p90 ms | img/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for m in models.values():
         lat = m["latency"]
-        lines.append(f"| {m['label']} | {m['model_name']} | {_num(m['miou'], '.2f', 100)} | "
-                     f"{_num(m['pixel_acc'], '.2f', 100)} | {m['params'] / 1e6:.3f} M | {m['gflops']:.3f} | "
-                     f"{_size(m['file_size'])} | {_num(lat['p50_ms'], '.2f')} | {_num(lat['p90_ms'], '.2f')} | "
-                     f"{_num(lat['throughput_ips'], '.1f')} |")  # fmt: skip
-    lines += ["", "## Parity", "",
-              "FP32 files against their PyTorch checkpoint, INT8 against its FP32 ONNX model: largest logit "
-              "difference and argmax agreement over random inputs and the first validation images (`edgeseg "
-              "validate`), ΔmIoU over the whole validation split.", "",
-              "| model | reference | max abs diff | argmax agreement | ΔmIoU (points) | gate |",
-              "|---|---|---:|---:|---:|---|"]  # fmt: skip
+        lines.append(
+            f"| {m['label']} | {m['model_name']} | {_num(m['miou'], '.2f', 100)} | "
+            f"{_num(m['pixel_acc'], '.2f', 100)} | {m['params'] / 1e6:.3f} M | {m['gflops']:.3f} | "
+            f"{_size(m['file_size'])} | {_num(lat['p50_ms'], '.2f')} | {_num(lat['p90_ms'], '.2f')} | "
+            f"{_num(lat['throughput_ips'], '.1f')} |"
+        )
+    lines += [
+        "",
+        "## Parity",
+        "",
+        "FP32 files against their PyTorch checkpoint, INT8 against its FP32 ONNX model: largest logit "
+        "difference and argmax agreement over random inputs and the first validation images (`edgeseg "
+        "validate`), ΔmIoU over the whole validation split.",
+        "",
+        "| model | reference | max abs diff | argmax agreement | ΔmIoU (points) | gate |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for m in models.values():
         p = m.get("parity") or {}
-        verdict = "passed" if p.get("passed") else ("–" if m["parity_reference"].endswith("ONNX") else "FAILED")
-        lines.append(f"| {m['label']} | {m['parity_reference']} | {_num(p.get('max_abs_diff'), '.2e')} | "
-                     f"{_num(p.get('agreement'), '.3f', 100)} % | {_num(m.get('delta_miou'), '+.3f', 100)} | "
-                     f"{verdict} |")  # fmt: skip
+        verdict = (
+            "passed" if p.get("passed") else ("–" if m["parity_reference"].endswith("ONNX") else "FAILED")
+        )
+        lines.append(
+            f"| {m['label']} | {m['parity_reference']} | {_num(p.get('max_abs_diff'), '.2e')} | "
+            f"{_num(p.get('agreement'), '.3f', 100)} % | {_num(m.get('delta_miou'), '+.3f', 100)} | "
+            f"{verdict} |"
+        )
     lines += ["", "## Figures", ""]
-    captions = {"curves": "Training curves", "pareto": "mIoU against latency", "samples": "Validation samples"}
+    captions = {
+        "curves": "Training curves",
+        "pareto": "mIoU against latency",
+        "samples": "Validation samples",
+    }
     for key, path in report["figures"].items():
         lines += [f"![{captions.get(key, key)}]({path})", ""]
     lines += _int8_section(report["int8"])
@@ -183,30 +246,42 @@ def _int8_line(q: Mapping[str, Any]) -> str:
     if not q["passed"]:
         return f"the accuracy gate refused the INT8 model, so the report has no INT8 row: {q['message']}"
     g = q["gate"]
-    return (f"mIoU {g['miou_fp32']:.2f} → {g['miou_int8']:.2f} on {g['val_images']} validation images "
-            f"({g['drop']:+.2f} points lost, {g['max_drop']:.2f} allowed); "
-            f"{len(g['float_nodes'])} nodes kept in float.")  # fmt: skip
+    return (
+        f"mIoU {g['miou_fp32']:.2f} → {g['miou_int8']:.2f} on {g['val_images']} validation images "
+        f"({g['drop']:+.2f} points lost, {g['max_drop']:.2f} allowed); "
+        f"{len(g['float_nodes'])} nodes kept in float."
+    )
 
 
 def _int8_section(q: Mapping[str, Any]) -> list[str]:
     lines = ["## INT8 accuracy gate", "", _int8_line(q), ""]
     if q.get("passed"):
         g = q["gate"]
-        lines += [f"Static QDQ quantization ({g['method']}, per-channel {str(g['per_channel']).lower()}, "
-                  f"reduce-range {str(g['reduce_range']).lower()}), calibrated on {g['calib_images']} training "
-                  f"images at {g['calib_size'][0]}x{g['calib_size'][1]}.", ""]  # fmt: skip
+        lines += [
+            f"Static QDQ quantization ({g['method']}, per-channel {str(g['per_channel']).lower()}, "
+            f"reduce-range {str(g['reduce_range']).lower()}), calibrated on {g['calib_images']} training "
+            f"images at {g['calib_size'][0]}x{g['calib_size'][1]}.",
+            "",
+        ]
     return lines
 
 
 def _environment_section(report: Mapping[str, Any]) -> list[str]:
     env = report["bench"].get("environment", {})
     ort = env.get("onnxruntime", {})
-    lines = ["## Environment and stages", "",
-             f"CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} logical cores); ONNX Runtime "
-             f"{ort.get('version', '?')}; Python {env.get('python', '?')}.", "",
-             "| stage | time (s) | |", "|---|---:|---|"]  # fmt: skip
+    lines = [
+        "## Environment and stages",
+        "",
+        f"CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} logical cores); ONNX Runtime "
+        f"{ort.get('version', '?')}; Python {env.get('python', '?')}.",
+        "",
+        "| stage | time (s) | |",
+        "|---|---:|---|",
+    ]
     for name, s in report["stages"].items():
-        lines.append(f"| {name} | {s['seconds']:.1f} | {'done earlier, reused' if s.get('skipped') else ''} |")
+        lines.append(
+            f"| {name} | {s['seconds']:.1f} | {'done earlier, reused' if s.get('skipped') else ''} |"
+        )
     return lines + [""]
 
 

@@ -63,11 +63,17 @@ class StageBook:
         try:
             raw = json.loads(path.read_text())
             return StageRecord(
-                name=raw["stage"], fingerprint=raw["fingerprint"], outputs=list(raw["outputs"]),
-                results=dict(raw["results"]), seconds=float(raw["seconds"]), finished_at=raw["finished_at"],
-            )  # fmt: skip
+                name=raw["stage"],
+                fingerprint=raw["fingerprint"],
+                outputs=list(raw["outputs"]),
+                results=dict(raw["results"]),
+                seconds=float(raw["seconds"]),
+                finished_at=raw["finished_at"],
+            )
         except (ValueError, KeyError, TypeError) as err:
-            raise InputError(f"{path} is not a pipeline stage marker ({err}); delete it to redo the stage") from err
+            raise InputError(
+                f"{path} is not a pipeline stage marker ({err}); delete it to redo the stage"
+            ) from err
 
     def completed(self, name: str, fingerprint: str) -> StageRecord | None:
         """The marker of ``name`` when the stage is complete for ``fingerprint``, else None.
@@ -82,22 +88,34 @@ class StageBook:
             return record
         if self.force:
             return None
-        why = f"its outputs are missing ({', '.join(missing)})" if missing else (
-            "it was done with other settings or inputs")  # fmt: skip
+        why = (
+            f"its outputs are missing ({', '.join(missing)})"
+            if missing
+            else ("it was done with other settings or inputs")
+        )
         raise InputError(
             f"{self.out_dir}: stage '{name}' cannot be reused: {why}; pass --force to redo it "
             "(and the stages that depend on it), or choose another output folder"
         )
 
     def save(
-        self, name: str, fingerprint: str, outputs: Iterable[str | Path], results: dict[str, Any], seconds: float
+        self,
+        name: str,
+        fingerprint: str,
+        outputs: Iterable[str | Path],
+        results: dict[str, Any],
+        seconds: float,
     ) -> StageRecord:
         """Write the marker of a finished stage (call after its outputs are in place)."""
         rel = [self._relative(Path(o)) for o in outputs]
         record = StageRecord(
-            name=name, fingerprint=fingerprint, outputs=rel, results=results, seconds=round(seconds, 3),
+            name=name,
+            fingerprint=fingerprint,
+            outputs=rel,
+            results=results,
+            seconds=round(seconds, 3),
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        )  # fmt: skip
+        )
         write_text_atomic(self.path(name), json.dumps(record.to_dict(), indent=2, allow_nan=False) + "\n")
         return record
 

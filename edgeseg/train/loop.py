@@ -119,7 +119,8 @@ def fit(
 
     ``resume`` continues from ``run_dir/last.pt`` exactly (model, optimizer, scheduler, scaler, epoch and
     position inside it, every RNG). A folder that already holds a run is refused unless ``resume`` or
-    ``force``. ``model`` defaults to ``build_model(recipe, ...)``; ``objective`` to the recipe's label loss.
+    ``force``. ``model`` defaults to ``build_model(recipe, ...)`` right after ``seed_everything(train.seed +
+    rank)`` (do the same to get the same initial weights); ``objective`` defaults to the recipe's label loss.
     ``extra_modules`` (name → module) are trained along and saved only in ``last.pt``'s train state.
     ``reference`` (name, model) is evaluated once on the validation split and logged. ``stop_after_steps``
     ends this call once that many optimizer steps (counted over the whole run) are done and saved, as an
@@ -183,6 +184,8 @@ class _Trainer:
             raise InputError(
                 f"model has {self.model.num_classes} classes but the data at {r.data.root} has {num_classes}"
             )
+        # Reseed, so the augmentation stream does not depend on whether the model was built here or given.
+        seed_everything(t.seed + ctx.rank)
         freeze(self.model, t.freeze)
         self.frozen_bns = frozen_batchnorms(self.model, t.freeze)
         self.objective = objective or SupervisedObjective.from_recipe(r, num_classes, self.ignore_index)

@@ -1,0 +1,368 @@
+"""``run_pipeline``: teacher → student alone → distilled student → ONNX → INT8 → evaluation → bench → report.
+
+Output folder::
+
+    OUT/pipeline.yaml                 the resolved recipe
+    OUT/runs/{teacher,student,distilled}/   training runs (best.pt, last.pt, metrics.jsonl, recipe.yaml)
+    OUT/models/{teacher,student,distilled,distilled_int8}.onnx
+    OUT/figures/{training_curves,miou_vs_latency,samples}.png
+    OUT/report.md, OUT/report.json
+    OUT/stages/<stage>.json           done-markers (see ``edgeseg.pipeline.stages``)
+
+A rerun skips every stage whose marker matches (settings and input files unchanged) and resumes a training
+stage that was killed from its ``last.pt``. When the INT8 accuracy gate fails, the pipeline goes on without
+the INT8 model, the report says why, and the exit code stays 0 unless ``quantize.required`` is true (then
+:class:`GateFailed` is raised once the report is written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeseg.errors import GateFailed
+from edgeseg.fileio import write_text_atomic
+from edgeseg.pipeline.config import PipelineRecipe, fingerprint
+from edgeseg.pipeline.report import LABELS
+from edgeseg.pipeline.stages import StageBook
+
+ONNX_NAMES = {"teacher": "teacher", "student": "student", "distilled": "distilled", "int8": "distilled_int8"}
+
+
+@dataclass
+class PipelineResult:
+    """Where the pipeline wrote its report and what it found."""
+
+    out_dir: Path
+    report_md: Path
+    report_json: Path
+    report: dict[str, Any]
+    int8_passed: bool | None
+
+
+class PipelineUI:
+    """Stage banners and log lines on a rich console."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console()
+
+    def banner(self, index: int, total: int, title: str) -> None:
+        self.console.rule(f"[bold cyan]stage {index}/{total}[/] · {title}", align="left")
+
+    def skipped(self, index: int, total: int, title: str, seconds: float) -> None:
+        self.console.print(f"[dim]stage {index}/{total} · {title}: done earlier ({seconds:.0f} s), reused[/]")
+
+    def log(self, message: str) -> None:
+        self.console.print(message, highlight=False, markup=False)
+
+
+def _sha(path: str | Path) -> str:
+    from edgeseg.checkpoint import file_sha256
+
+    return file_sha256(path)
+
+
+class _Pipeline:
+    """One pipeline run: the stage list, the shared data, the results gathered so far."""
+
+    def __init__(
+        self, spec: PipelineRecipe, out_dir: Path, force: bool, progress: bool, ui: PipelineUI
+    ) -> None:
+        self.spec = spec
+        self.out = out_dir
+        self.force = force
+        self.progress = progress
+        self.ui = ui
+        self.book = StageBook(out_dir, force)
+        self.timings: dict[str, dict[str, Any]] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.index = 0
+        self.total = self._count_stages()
+
+    def _count_stages(self) -> int:
+        s = self.spec
+        models = 3 if s.student.baseline else 2
+        return 1 + models + models + int(s.section("quantize").enabled) + 3
+
+    def stage(
+        self, name: str, title: str, inputs: Any, work: Callable[[], tuple[dict[str, Any], list[Path]]]
+    ) -> dict:
+        """Run ``work`` unless the stage is complete for ``inputs``; record and return its results."""
+        self.index += 1
+        fp = fingerprint(inputs)
+        self.fingerprints[name] = fp
+        record = self.book.completed(name, fp)
+        if record is not None:
+            self.ui.skipped(self.index, self.total, title, record.seconds)
+            self.timings[name] = {"seconds": record.seconds, "skipped": True}
+            return record.results
+        self.ui.banner(self.index, self.total, title)
+        self.book.forget(name)
+        start = time.perf_counter()
+        results, outputs = work()
+        seconds = time.perf_counter() - start
+        self.book.save(name, fp, outputs, results, seconds)
+        self.timings[name] = {"seconds": round(seconds, 3), "skipped": False}
+        return results
+
+    # --------------------------------------------------------------------------------------------- stages
+    def run(self) -> PipelineResult:
+        from edgeseg.train.builders import build_datasets
+
+        spec = self.spec
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not (self.out / "pipeline.yaml").is_file():
+            self._write_recipe()
+        train_set, val_set = build_datasets(spec.student_recipe())
+        self.ui.log(f"data: {train_set.describe()}; val: {len(val_set)} images")
+        trainings = self._train_all(train_set)
+        checkpoints = {k: Path(v[spec.section("export").checkpoint]) for k, v in trainings.items()}
+        exports = self._export_all(checkpoints, val_set)
+        quant = self._quantize(exports, train_set, val_set) if spec.section("quantize").enabled else None
+        files = {k: Path(v["path"]) for k, v in exports.items()}
+        if quant is not None and quant["passed"]:
+            files["int8"] = Path(quant["path"])
+        models = self._evaluate(files, checkpoints, val_set)
+        bench = self._bench(files, val_set)
+        report = self._report(trainings, exports, quant, models, bench, train_set, val_set)
+        self._write_recipe()
+        int8_passed = None if quant is None else bool(quant["passed"])
+        result = PipelineResult(
+            self.out, self.out / "report.md", self.out / "report.json", report, int8_passed
+        )
+        if int8_passed is False and spec.section("quantize").required:
+            raise GateFailed(
+                f"{quant['message']} (quantize.required is true; the report is in {result.report_md})"
+            )
+        return result
+
+    def _write_recipe(self) -> None:
+        write_text_atomic(self.out / "pipeline.yaml", yaml.safe_dump(self.spec.to_dict(), sort_keys=False))
+
+    def _train_all(self, train_set: Any) -> dict[str, dict[str, Any]]:
+        from edgeseg.pipeline.training import reuse_teacher, train_stage
+
+        spec, runs = self.spec, self.out / "runs"
+        log, progress, force = self.ui.log, self.progress, self.force
+
+        def outputs(run_dir: Path) -> list[Path]:
+            return [run_dir / "best.pt", run_dir / "last.pt"]
+
+        out: dict[str, dict[str, Any]] = {}
+        checkpoint = spec.teacher.checkpoint
+        if checkpoint:
+            out["teacher"] = self.stage(
+                "teacher",
+                f"teacher: reuse {checkpoint}",
+                {"reuse": _sha(checkpoint)},
+                lambda: (reuse_teacher(checkpoint, list(train_set.classes)), []),
+            )
+        else:
+            recipe = spec.teacher_recipe()
+            out["teacher"] = self.stage(
+                "teacher",
+                f"teacher: train {recipe.model.name}",
+                recipe.to_dict(),
+                lambda: (
+                    train_stage(recipe, runs / "teacher", force=force, progress=progress, log=log),
+                    outputs(runs / "teacher"),
+                ),
+            )
+        student = spec.student_recipe()
+        if spec.student.baseline:
+            out["student"] = self.stage(
+                "student",
+                f"student alone: train {student.model.name}",
+                student.to_dict(),
+                lambda: (
+                    train_stage(student, runs / "student", force=force, progress=progress, log=log),
+                    outputs(runs / "student"),
+                ),
+            )
+        teacher_ckpt = out["teacher"]["best"]
+        distill = spec.distill_recipe(teacher_ckpt)
+        out["distilled"] = self.stage(
+            "distilled",
+            f"distilled student: {student.model.name} from the teacher",
+            {"recipe": distill.to_dict(), "teacher": _sha(teacher_ckpt)},
+            lambda: (
+                train_stage(
+                    distill, runs / "distilled", distill=True, force=force, progress=progress, log=log
+                ),
+                outputs(runs / "distilled"),
+            ),
+        )
+        return out
+
+    def _samples(self, val_set: Any) -> list:
+        from edgeseg.pipeline.artifacts import validation_samples
+
+        return validation_samples(val_set, self.spec.section("export").val_images)
+
+    def _export_all(self, checkpoints: dict[str, Path], val_set: Any) -> dict[str, dict[str, Any]]:
+        from edgeseg.pipeline.artifacts import export_model
+
+        settings = self.spec.section("export")
+        samples: list | None = None
+        out = {}
+        for key, ckpt in checkpoints.items():
+            target = self.out / "models" / f"{ONNX_NAMES[key]}.onnx"
+            inputs = {
+                "checkpoint": _sha(ckpt),
+                "settings": dataclasses.asdict(settings),
+                "data": dataclasses.asdict(self.spec.recipe.data),
+            }
+
+            def work(ckpt: Path = ckpt, target: Path = target) -> tuple[dict[str, Any], list[Path]]:
+                nonlocal samples
+                samples = samples if samples is not None else self._samples(val_set)
+                result = export_model(ckpt, target, samples, settings, force=self.force)
+                p = result["parity"]
+                self.ui.log(
+                    f"{target.name}: parity passed, max |Δ| {p['max_abs_diff']:.2e}, "
+                    f"agreement {100 * p['agreement']:.3f} %"
+                )
+                return result, [target]
+
+            out[key] = self.stage(f"export_{key}", f"export {LABELS[key]} to ONNX", inputs, work)
+        return out
+
+    def _quantize(self, exports: dict[str, Any], train_set: Any, val_set: Any) -> dict[str, Any]:
+        from edgeseg.pipeline.artifacts import quantize_model
+
+        settings = self.spec.section("quantize")
+        source = Path(exports["distilled"]["path"])
+        target = self.out / "models" / f"{ONNX_NAMES['int8']}.onnx"
+        gate = {k: v for k, v in dataclasses.asdict(settings).items() if k != "required"}
+        inputs = {"onnx": _sha(source), "settings": gate, "data": dataclasses.asdict(self.spec.recipe.data)}
+
+        def work() -> tuple[dict[str, Any], list[Path]]:
+            result = quantize_model(
+                source,
+                target,
+                train_set,
+                val_set,
+                self._samples(val_set),
+                settings,
+                force=self.force,
+                log=self.ui.log,
+            )
+            if not result["passed"]:
+                self.ui.log(f"INT8 gate failed; going on without the INT8 model: {result['message']}")
+            return result, [target] if result["passed"] else []
+
+        return self.stage("quantize", "INT8 distilled student (accuracy gate)", inputs, work)
+
+    def _evaluate(self, files: dict[str, Path], checkpoints: dict[str, Path], val_set: Any) -> dict[str, Any]:
+        from edgeseg.pipeline.measure import ModelFile, bench_size, evaluate_model
+
+        size = bench_size(self.spec.section("bench"), val_set)
+        entries = [
+            ModelFile(
+                key, LABELS[key], path, checkpoints.get(key), checkpoints.get(key, checkpoints["distilled"])
+            )
+            for key, path in files.items()
+        ]
+        inputs = {
+            "files": {e.key: _sha(e.onnx) for e in entries},
+            "checkpoints": {k: _sha(p) for k, p in checkpoints.items()},
+            "data": dataclasses.asdict(self.spec.recipe.data),
+            "size": list(size),
+        }
+
+        def work() -> tuple[dict[str, Any], list[Path]]:
+            results = {}
+            for e in entries:
+                results[e.key] = evaluate_model(e, val_set, self.spec.recipe.data, size)
+                r = results[e.key]
+                torch_part = (
+                    ""
+                    if r["torch_metrics"] is None
+                    else f" (PyTorch {100 * r['torch_metrics']['miou']:.2f} %)"
+                )
+                self.ui.log(
+                    f"{e.label}: mIoU {100 * r['miou']:.2f} %{torch_part}, "
+                    f"pixel accuracy {100 * r['pixel_acc']:.2f} %"
+                )
+            return results, []
+
+        return self.stage(
+            "evaluate", f"evaluate {len(entries)} model files on the validation split", inputs, work
+        )
+
+    def _bench(self, files: dict[str, Path], val_set: Any) -> dict[str, Any]:
+        from edgeseg.pipeline.measure import bench_files, bench_size
+
+        settings = self.spec.section("bench")
+        size = bench_size(settings, val_set)
+        inputs = {
+            "files": {k: _sha(p) for k, p in files.items()},
+            "settings": dataclasses.asdict(settings),
+            "size": list(size),
+        }
+        return self.stage(
+            "bench",
+            f"benchmark {len(files)} ONNX files round-robin at {size[0]}x{size[1]}",
+            inputs,
+            lambda: (bench_files(files, size, settings, log=self.ui.log), []),
+        )
+
+    def _report(
+        self,
+        trainings: dict,
+        exports: dict,
+        quant: dict | None,
+        models: dict,
+        bench: dict,
+        train_set: Any,
+        val_set: Any,
+    ) -> dict[str, Any]:
+        from edgeseg.pipeline.publish import write_report
+
+        settings = self.spec.section("report")
+        inputs = {"stages": dict(self.fingerprints), "settings": dataclasses.asdict(settings)}
+        paths = [self.out / "report.md", self.out / "report.json"]
+
+        def work() -> tuple[dict[str, Any], list[Path]]:
+            report, figures = write_report(
+                self.out,
+                self.spec,
+                trainings=trainings,
+                exports=exports,
+                quantize=quant,
+                models=models,
+                bench=bench,
+                train_set=train_set,
+                val_set=val_set,
+                stages=self.timings,
+            )
+            return {"int8_passed": None if quant is None else quant["passed"]}, paths + figures
+
+        self.stage("report", "report and figures", inputs, work)
+        return json.loads((self.out / "report.json").read_text())
+
+
+def run_pipeline(
+    spec: PipelineRecipe,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    console: Any = None,
+) -> PipelineResult:
+    """Run (or resume) the whole pipeline of ``spec`` into ``out_dir``; see the module docstring.
+
+    ``force`` redoes stages whose settings or inputs changed since an earlier run in ``out_dir`` (without it
+    they are refused); stages whose markers still match are reused either way. ``progress`` shows the
+    trainer's progress bars; ``console`` is a rich Console for the stage banners and log lines.
+    """
+    return _Pipeline(spec, Path(out_dir), force, progress, PipelineUI(console)).run()
