@@ -1,7 +1,8 @@
 """Benchmark: what INT8 buys (latency) and costs (mIoU) for the compact student and the teacher.
 
-For each model (a checkpoint given with ``--student``/``--teacher``, or else one trained here on the synthetic
-data with a tiny budget), this exports the FP32 ONNX model (``edgeseg.export``), quantizes it with
+For each model (checkpoints given with ``--student`` (repeatable) and ``--teacher``, or else the
+``--student-arch`` models and the ``--teacher-arch`` model trained here on the synthetic data with a tiny
+budget), this exports the FP32 ONNX model (``edgeseg.export``), quantizes it with
 ``edgeseg.export.quantize_int8`` behind its accuracy gate (calibration on the synthetic train split, mIoU on
 the val split), then times FP32 and INT8 in the same run with ``edgeseg.bench`` (round-robin interleaved, so
 both see the same load) at ``--size``, batch 1, ``--threads`` threads. Writes ``<out>.md`` and ``<out>.json``
@@ -28,9 +29,13 @@ from edgeseg.fileio import check_writable, write_text_atomic
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--student", type=Path, help="student checkpoint (default: train --student-arch here)")
+    p.add_argument("--student", type=Path, action="append", help="student checkpoint (repeatable)")
     p.add_argument("--teacher", type=Path, help="teacher checkpoint (default: train --teacher-arch here)")
-    p.add_argument("--student-arch", default="lraspp_dsnet", help="model trained without --student")
+    p.add_argument(
+        "--student-arch",
+        action="append",
+        help="student trained without --student (default: lraspp_mobilenetv2)",
+    )
     p.add_argument("--teacher-arch", default="deeplabv3plus", help="model trained without --teacher")
     p.add_argument("--skip-teacher", action="store_true", help="benchmark the student only")
     p.add_argument("--epochs", type=int, default=2, help="epochs for models trained here")
@@ -71,8 +76,9 @@ def quantize_and_time(role: str, checkpoint: Path, args: argparse.Namespace, fol
     from edgeseg.export import export_checkpoint
     from edgeseg.export.quantize import quantize_int8
 
-    fp32 = folder / f"{role}.onnx"
-    int8 = folder / f"{role}.int8.onnx"
+    stem = role.replace(" ", "_")
+    fp32 = folder / f"{stem}.onnx"
+    int8 = folder / f"{stem}.int8.onnx"
     export_checkpoint(checkpoint, fp32, validate=False, force=True)
     row: dict[str, Any] = {"role": role, "checkpoint": str(checkpoint)}
     try:
@@ -160,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgeseg-qbench-") as tmp:
         folder = Path(tmp)
-        roles = [("student", args.student, args.student_arch)]
+        if args.student:
+            roles = [(f"student {i + 1}" if len(args.student) > 1 else "student", ckpt, None)
+                     for i, ckpt in enumerate(args.student)]  # fmt: skip
+        else:
+            archs = args.student_arch or ["lraspp_mobilenetv2"]
+            roles = [("student" if len(archs) == 1 else f"student {arch}", None, arch) for arch in archs]
         if not args.skip_teacher:
             roles.append(("teacher", args.teacher, args.teacher_arch))
         for role, checkpoint, arch in roles:

@@ -49,7 +49,7 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{model.name} on {data or 'its own data'} ({split})")
+    table = Table(title=f"{model.name}, {split} split")
     table.add_column("class")
     table.add_column("IoU", justify="right")
     for name, iou in result["per_class_iou"].items():

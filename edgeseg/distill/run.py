@@ -74,9 +74,10 @@ def distill(
     from edgeseg.train.state import seed_everything
 
     cfg: DistillConfig = recipe.section("distill")
-    say = log or print
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 talks, as in fit()
+    say = (log or print) if rank == 0 else _silent
     # The same draws, in the same order, as fit() makes before it builds a model itself.
-    seed_everything(recipe.train.seed + int(os.environ.get("RANK", "0")))
+    seed_everything(recipe.train.seed + rank)
     train_ds, _ = build_datasets(recipe)
     student = build_model(recipe, train_ds.num_classes, say)
     teacher, teacher_ckpt = load_teacher(
@@ -102,3 +103,7 @@ def distill(
         progress=progress,
         log=log,
     )
+
+
+def _silent(message: str) -> None:
+    """A log function that drops its message (ranks other than 0)."""

@@ -89,3 +89,17 @@ def set_prop(model: onnx.ModelProto, key: str, value: str) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
     model.metadata_props.add(key=key, value=value)
+
+
+def restore_io(model: onnx.ModelProto, source: onnx.ModelProto) -> None:
+    """Give ``model`` the graph input/output declarations of ``source`` (same names), drop the inferred
+    ``value_info`` (ONNX Runtime infers shapes itself) and the opset imports no node uses."""
+    declared = {v.name: v for v in [*source.graph.input, *source.graph.output]}
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.name in declared:
+            value.type.CopyFrom(declared[value.name].type)
+    del model.graph.value_info[:]
+    used = {node.domain or "" for node in model.graph.node}
+    keep = [o for o in model.opset_import if (o.domain or "") in used | {"", "ai.onnx"}]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)

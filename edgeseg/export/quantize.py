@@ -50,7 +50,7 @@ from edgeseg.export.calibration import (
     spread_indices,
     val_feeds,
 )
-from edgeseg.export.graph_edits import name_nodes, set_prop, shapes_read_through, tail_nodes
+from edgeseg.export.graph_edits import name_nodes, restore_io, set_prop, shapes_read_through, tail_nodes
 from edgeseg.export.info import load_onnx
 from edgeseg.export.metadata import read_metadata, write_metadata
 from edgeseg.export.sensitivity import exclusion_schedule, rank_sensitive_tensors
@@ -186,10 +186,12 @@ def run_quantizer(
 
 
 def finalize(qdq_path: Path, source: onnx.ModelProto, info: dict[str, Any]) -> onnx.ModelProto:
-    """The QDQ model with Shape reads fixed and the source's metadata, ``precision`` int8 and a
-    ``quantization`` entry (JSON: method, calibration, gate figures)."""
+    """The QDQ model with Shape reads fixed, the source's input/output declarations (symbolic shape
+    inference writes padded sizes there), only the opsets its nodes use, and the source's metadata with
+    ``precision`` int8 and a ``quantization`` entry (JSON: method, calibration, gate figures)."""
     model = onnx.load(os.fspath(qdq_path))
     shapes_read_through(model, ("DequantizeLinear",))
+    restore_io(model, source)
     meta = read_metadata(source)
     meta.precision = "int8"
     meta.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), meta.opset)

@@ -69,10 +69,13 @@ def training_curves(
                 color=color,
                 label=labels.get(key, key),
             )
+    from matplotlib.ticker import MaxNLocator
+
     ax_miou.set(xlabel="epoch", ylabel="validation mIoU (%)", title="Validation mIoU")
     loss_name = "cross-entropy on labels" if loss_key == "loss_ce" else "total loss"
     ax_loss.set(xlabel="epoch", ylabel=loss_name, title=f"Training loss ({loss_name})")
     for ax in (ax_miou, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=9)
@@ -120,7 +123,7 @@ def pareto_front(points: Sequence[ParetoPoint]) -> list[ParetoPoint]:
 def miou_vs_latency(points: Sequence[ParetoPoint], subtitle: str, path: str | os.PathLike) -> None:
     """Scatter of mIoU against p50 latency, each point labelled, the Pareto front drawn as a step line."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.2))
     front = pareto_front(points)
     if len(front) > 1:
         ax.step(
@@ -142,44 +145,92 @@ def miou_vs_latency(points: Sequence[ParetoPoint], subtitle: str, path: str | os
             zorder=3,
             edgecolor="black",
             linewidth=0.6,
-        )
-        ax.annotate(
-            f"{p.label}\n{100 * p.miou:.1f} % · {p.latency_ms:.2f} ms · {p.gflops:.3g} GFLOPs",
-            (p.latency_ms, 100 * p.miou),
-            textcoords="offset points",
-            xytext=(8, 6),
-            fontsize=8.5,
+            label=p.label,
         )
     latencies = [p.latency_ms for p in points]
     if latencies and max(latencies) / max(min(latencies), 1e-9) > 8:
         ax.set_xscale("log")
     _pad_limits(ax, points)
-    ax.set(
-        xlabel="ONNX Runtime latency, p50 (ms, lower is better)",
-        ylabel="validation mIoU (%)",
-        title="Accuracy against latency\n" + subtitle,
-    )
-    ax.title.set_fontsize(10)
+    ax.set_xlabel("ONNX Runtime latency, p50 (ms, lower is better)")
+    ax.set_ylabel("validation mIoU (%)")
+    ax.set_title("Accuracy against latency\n" + subtitle, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    if len(front) > 1:
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="lower right")
+    _place_labels(fig, ax, points)
     _save(fig, path)
 
 
+def _place_labels(fig: Any, ax: Any, points: Sequence[ParetoPoint]) -> None:
+    """Label every point, trying offsets around it until the label overlaps no other label or point."""
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    from matplotlib.transforms import Bbox
+
+    centres = [ax.transData.transform((p.latency_ms, 100 * p.miou)) for p in points]
+    radius = 8 * fig.dpi / 72
+    markers = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
+    taken: list[Any] = []
+    offsets = [
+        (9, 4, "left", "bottom"),
+        (9, -4, "left", "top"),
+        (-9, 4, "right", "bottom"),
+        (-9, -4, "right", "top"),
+        (9, 22, "left", "bottom"),
+        (9, -22, "left", "top"),
+        (-9, 22, "right", "bottom"),
+        (-9, -22, "right", "top"),
+        (0, 40, "center", "bottom"),
+        (0, -40, "center", "top"),
+    ]
+    for p in sorted(points, key=lambda q: (q.latency_ms, -q.miou)):
+        text = f"{p.label}\n{100 * p.miou:.1f} % · {p.latency_ms:.2f} ms · {p.gflops:.3g} GFLOPs"
+        chosen = None
+        for dx, dy, ha, va in offsets:
+            note = ax.annotate(
+                text,
+                (p.latency_ms, 100 * p.miou),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha=ha,
+                va=va,
+                fontsize=8,
+                zorder=4,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+            box = note.get_window_extent(renderer).expanded(1.02, 1.08)
+            clear = not any(box.overlaps(other) for other in [*taken, *markers])
+            if clear:
+                chosen = note
+                break
+            note.remove()
+        if chosen is None:  # crowded: the first position, over whatever is there
+            dx, dy, ha, va = offsets[0]
+            chosen = ax.annotate(
+                text,
+                (p.latency_ms, 100 * p.miou),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha=ha,
+                va=va,
+                fontsize=8,
+                zorder=4,
+            )
+        taken.append(chosen.get_window_extent(renderer))
+
+
 def _pad_limits(ax: Any, points: Sequence[ParetoPoint]) -> None:
-    """Room to the right of and above the points for their labels."""
+    """Room around the points for their labels."""
     if not points:
         return
     xs = [p.latency_ms for p in points]
     ys = [100 * p.miou for p in points]
     if ax.get_xscale() == "log":
-        ax.set_xlim(min(xs) / 1.5, max(xs) * 4)
+        ax.set_xlim(min(xs) / 2.5, max(xs) * 3)
     else:
-        span = max(max(xs) - min(xs), max(xs) * 0.2, 1e-3)
-        ax.set_xlim(max(0.0, min(xs) - 0.15 * span), max(xs) + 0.8 * span)
-    yspan = max(max(ys) - min(ys), 2.0)
-    ax.set_ylim(min(ys) - 0.3 * yspan, max(ys) + 0.35 * yspan)
+        span = max(max(xs) - min(xs), max(xs) * 0.3, 1e-3)
+        ax.set_xlim(max(0.0, min(xs) - 0.6 * span), max(xs) + 0.8 * span)
+    yspan = max(max(ys) - min(ys), 4.0)
+    ax.set_ylim(min(ys) - 0.45 * yspan, max(ys) + 0.45 * yspan)
 
 
 def sample_grid(
@@ -194,8 +245,9 @@ def sample_grid(
 ) -> None:
     """Rows of validation images: the image, its ground truth, then each model's prediction over it.
 
-    ``predictions``: model key → one label map per image. Each overlay is captioned with the pixel accuracy
-    of that image; a legend names the class colours (ignored pixels in white).
+    ``predictions``: model key → one label map per image. Masks are drawn over a grey version of the image,
+    so that class colours stand out from the image's own; each prediction is captioned with its pixel
+    accuracy on that image; a legend names the class colours (ignored pixels in white).
     """
     from edgeseg.runtime import overlay
 
@@ -203,21 +255,23 @@ def sample_grid(
     pal = [list(map(int, c)) for c in palette]
     columns = ["image", "ground truth", *[labels.get(k, k) for k in predictions]]
     rows = len(images)
-    fig, axes = plt.subplots(
-        rows, len(columns), figsize=(2.3 * len(columns), 2.3 * rows + 0.8), squeeze=False
-    )
+    legend_rows = -(-(len(classes) + 1) // 5)
+    legend_h = 0.25 * legend_rows + 0.2
+    cell = 2.3
+    height = cell * rows + 0.35 + legend_h
+    fig, axes = plt.subplots(rows, len(columns), figsize=(cell * len(columns), height), squeeze=False)
     for r, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        grey = np.repeat(np.asarray(image, np.float32).mean(axis=2, keepdims=True), 3, axis=2).astype(
+            np.uint8
+        )
         valid = mask != ignore_index
-        shown_mask = np.where(valid, mask, 0).astype(np.int64)
-        truth = overlay(image, shown_mask, pal, alpha=0.6)
+        truth = overlay(grey, np.where(valid, mask, 0).astype(np.int64), pal, alpha=0.7)
         truth[~valid] = 255
-        cells = [(image, ""), (truth, "")]
+        cells: list[tuple[np.ndarray, str]] = [(np.asarray(image), ""), (truth, "")]
         for key in predictions:
-            pred = np.asarray(predictions[key][r])
+            pred = np.asarray(predictions[key][r]).astype(np.int64)
             acc = float((pred[valid] == mask[valid]).mean()) if valid.any() else float("nan")
-            cells.append(
-                (overlay(image, pred.astype(np.int64), pal, alpha=0.6), f"pixel acc. {100 * acc:.1f} %")
-            )
+            cells.append((overlay(grey, pred, pal, alpha=0.7), f"{100 * acc:.1f} % px"))
         for c, (picture, caption) in enumerate(cells):
             ax = axes[r][c]
             ax.imshow(picture, interpolation="nearest")
@@ -226,18 +280,30 @@ def sample_grid(
             if r == 0:
                 ax.set_title(columns[c], fontsize=10)
             if caption:
-                ax.set_xlabel(caption, fontsize=8)
+                ax.text(
+                    0.03,
+                    0.03,
+                    caption,
+                    transform=ax.transAxes,
+                    fontsize=8,
+                    ha="left",
+                    va="bottom",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+                )
     handles = [plt.Rectangle((0, 0), 1, 1, color=np.asarray(pal[i]) / 255.0) for i in range(len(classes))]
     handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.5"))
     fig.legend(
         handles,
         [*classes, "ignored"],
         loc="lower center",
-        ncol=min(len(handles), 5),
+        ncol=5,
         fontsize=8,
         frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
     )
-    fig.tight_layout(rect=(0, 0.9 / (2.3 * rows + 0.8) + 0.03, 1, 1))
+    fig.subplots_adjust(
+        left=0.005, right=0.995, bottom=legend_h / height, top=1 - 0.35 / height, wspace=0.03, hspace=0.03
+    )
     _save(fig, path)
 
 

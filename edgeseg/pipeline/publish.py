@@ -32,20 +32,25 @@ def write_report(
     spec: PipelineRecipe,
     *,
     trainings: Mapping[str, Any],
+    runs: Mapping[str, Path],
     exports: Mapping[str, Any],
     quantize: Mapping[str, Any] | None,
     models: Mapping[str, Any],
     bench: Mapping[str, Any],
+    files: Mapping[str, Path],
+    checkpoints: Mapping[str, Path],
     train_set: Any,
     val_set: Any,
     stages: Mapping[str, Any],
-) -> tuple[dict[str, Any], list[Path]]:
-    """Draw the figures and write ``report.json`` and ``report.md`` in ``out_dir``; return the report and the
-    figure paths."""
+) -> list[Path]:
+    """Draw the figures and write ``report.json`` and ``report.md`` in ``out_dir``; return the figure paths.
+
+    ``runs``: model key → run folder of the models trained here (for the curves); ``files`` and
+    ``checkpoints``: model key → its ONNX file and source checkpoint, where they are now.
+    """
     folder = out_dir / "figures"
     paths = figure_paths(folder)
-    runs = {k: history(Path(v["run_dir"])) for k, v in trainings.items() if v.get("run_dir")}
-    training_curves(runs, LABELS, paths["curves"])
+    training_curves({k: history(d) for k, d in runs.items()}, LABELS, paths["curves"])
 
     settings = bench["settings"]
     points = [
@@ -64,7 +69,6 @@ def write_report(
     indices = sorted({int(i) for i in np.linspace(0, len(val_set) - 1, count).round()})
     pairs = [val_set[i] for i in indices]
     images = [np.asarray(p[0]) for p in pairs]
-    files = {k: Path(m["onnx"]) for k, m in models.items()}
     sample_grid(
         images,
         [np.asarray(p[1]) for p in pairs],
@@ -98,7 +102,10 @@ def write_report(
         recipe=spec.to_dict(),
         data=spec.recipe.data,
         dataset=dataset,
-        models={k: dict(v) for k, v in models.items()},
+        models={
+            k: {**v, "onnx": str(files[k]), "checkpoint": str(checkpoints[k]) if k in checkpoints else None}
+            for k, v in models.items()
+        },
         trainings=training,
         exports=exports,
         quantize=quantize,
@@ -109,4 +116,4 @@ def write_report(
     )
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     write_text_atomic(out_dir / "report.md", render_markdown(report))
-    return report, list(paths.values())
+    return list(paths.values())

@@ -176,11 +176,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines.append("- INT8: " + _int8_line(report["int8"]))
     if "teacher" in models and "distilled" in models:
         t, s = models["teacher"], models["distilled"]
-        speed = _ratio(t["latency"]["p50_ms"], s["latency"]["p50_ms"])
         lines.append(
-            f"- The distilled student has {_ratio(t['params'], s['params'])} fewer parameters, "
-            f"{_ratio(t['gflops'], s['gflops'])} fewer GFLOPs and runs {speed} faster than the teacher "
+            f"- Teacher against distilled student: {_ratio(t['params'], s['params'])} the parameters, "
+            f"{_ratio(t['gflops'], s['gflops'])} the GFLOPs, "
+            f"{_ratio(t['latency']['p50_ms'], s['latency']['p50_ms'])} the latency "
             f"(ONNX Runtime, CPU, {size}, batch {bench.get('batch')}, threads {threads})."
+        )
+    if "int8" in models and "distilled" in models:
+        q, s = models["int8"], models["distilled"]
+        speedup = _ratio(s["latency"]["p50_ms"], q["latency"]["p50_ms"])
+        lines.append(
+            f"- INT8 against FP32 distilled student: {speedup} faster, "
+            f"{_ratio(s['file_size'], q['file_size'])} smaller file, "
+            f"{100 * (q['miou'] - s['miou']):+.2f} mIoU points on the whole validation split."
         )
     lines += [
         "",

@@ -91,7 +91,7 @@ class _Pipeline:
     def _count_stages(self) -> int:
         s = self.spec
         models = 3 if s.student.baseline else 2
-        return 1 + models + models + int(s.section("quantize").enabled) + 3
+        return 2 * models + int(s.section("quantize").enabled) + 3
 
     def stage(
         self, name: str, title: str, inputs: Any, work: Callable[[], tuple[dict[str, Any], list[Path]]]
@@ -114,6 +114,16 @@ class _Pipeline:
         self.timings[name] = {"seconds": round(seconds, 3), "skipped": False}
         return results
 
+    def checkpoint(self, key: str, which: str = "best") -> Path:
+        """The ``best``/``last`` checkpoint of model ``key`` (a reused teacher's own file for both)."""
+        if key == "teacher" and self.spec.teacher.checkpoint:
+            return Path(self.spec.teacher.checkpoint)
+        return self.out / "runs" / key / f"{which}.pt"
+
+    def onnx(self, key: str) -> Path:
+        """Where the ONNX file of model ``key`` goes."""
+        return self.out / "models" / f"{ONNX_NAMES[key]}.onnx"
+
     # --------------------------------------------------------------------------------------------- stages
     def run(self) -> PipelineResult:
         from edgeseg.train.builders import build_datasets
@@ -125,15 +135,18 @@ class _Pipeline:
         train_set, val_set = build_datasets(spec.student_recipe())
         self.ui.log(f"data: {train_set.describe()}; val: {len(val_set)} images")
         trainings = self._train_all(train_set)
-        checkpoints = {k: Path(v[spec.section("export").checkpoint]) for k, v in trainings.items()}
+        which = spec.section("export").checkpoint
+        checkpoints = {k: self.checkpoint(k, which) for k in trainings}
         exports = self._export_all(checkpoints, val_set)
-        quant = self._quantize(exports, train_set, val_set) if spec.section("quantize").enabled else None
-        files = {k: Path(v["path"]) for k, v in exports.items()}
+        quant = self._quantize(train_set, val_set) if spec.section("quantize").enabled else None
+        files = {k: self.onnx(k) for k in exports}
         if quant is not None and quant["passed"]:
-            files["int8"] = Path(quant["path"])
+            files["int8"] = self.onnx("int8")
         models = self._evaluate(files, checkpoints, val_set)
         bench = self._bench(files, val_set)
-        report = self._report(trainings, exports, quant, models, bench, train_set, val_set)
+        report = self._report(
+            trainings, exports, quant, models, bench, files, checkpoints, train_set, val_set
+        )
         self._write_recipe()
         int8_passed = None if quant is None else bool(quant["passed"])
         result = PipelineResult(
@@ -146,7 +159,10 @@ class _Pipeline:
         return result
 
     def _write_recipe(self) -> None:
-        write_text_atomic(self.out / "pipeline.yaml", yaml.safe_dump(self.spec.to_dict(), sort_keys=False))
+        """Save the resolved recipe as ``pipeline.yaml`` (rewritten only when it changed)."""
+        path, text = self.out / "pipeline.yaml", yaml.safe_dump(self.spec.to_dict(), sort_keys=False)
+        if not path.is_file() or path.read_text() != text:
+            write_text_atomic(path, text)
 
     def _train_all(self, train_set: Any) -> dict[str, dict[str, Any]]:
         from edgeseg.pipeline.training import reuse_teacher, train_stage
@@ -155,7 +171,7 @@ class _Pipeline:
         log, progress, force = self.ui.log, self.progress, self.force
 
         def outputs(run_dir: Path) -> list[Path]:
-            return [run_dir / "best.pt", run_dir / "last.pt"]
+            return [run_dir / name for name in ("best.pt", "last.pt", "metrics.jsonl", "recipe.yaml")]
 
         out: dict[str, dict[str, Any]] = {}
         checkpoint = spec.teacher.checkpoint
@@ -188,12 +204,14 @@ class _Pipeline:
                     outputs(runs / "student"),
                 ),
             )
-        teacher_ckpt = out["teacher"]["best"]
+        teacher_ckpt = self.checkpoint("teacher")
         distill = spec.distill_recipe(teacher_ckpt)
+        # the teacher enters by its content, not its path, so that a moved output folder stays reusable
+        anonymous = spec.distill_recipe("").to_dict()
         out["distilled"] = self.stage(
             "distilled",
             f"distilled student: {student.model.name} from the teacher",
-            {"recipe": distill.to_dict(), "teacher": _sha(teacher_ckpt)},
+            {"recipe": anonymous, "teacher": _sha(teacher_ckpt)},
             lambda: (
                 train_stage(
                     distill, runs / "distilled", distill=True, force=force, progress=progress, log=log
@@ -215,7 +233,7 @@ class _Pipeline:
         samples: list | None = None
         out = {}
         for key, ckpt in checkpoints.items():
-            target = self.out / "models" / f"{ONNX_NAMES[key]}.onnx"
+            target = self.onnx(key)
             inputs = {
                 "checkpoint": _sha(ckpt),
                 "settings": dataclasses.asdict(settings),
@@ -236,12 +254,11 @@ class _Pipeline:
             out[key] = self.stage(f"export_{key}", f"export {LABELS[key]} to ONNX", inputs, work)
         return out
 
-    def _quantize(self, exports: dict[str, Any], train_set: Any, val_set: Any) -> dict[str, Any]:
+    def _quantize(self, train_set: Any, val_set: Any) -> dict[str, Any]:
         from edgeseg.pipeline.artifacts import quantize_model
 
         settings = self.spec.section("quantize")
-        source = Path(exports["distilled"]["path"])
-        target = self.out / "models" / f"{ONNX_NAMES['int8']}.onnx"
+        source, target = self.onnx("distilled"), self.onnx("int8")
         gate = {k: v for k, v in dataclasses.asdict(settings).items() if k != "required"}
         inputs = {"onnx": _sha(source), "settings": gate, "data": dataclasses.asdict(self.spec.recipe.data)}
 
@@ -318,11 +335,13 @@ class _Pipeline:
 
     def _report(
         self,
-        trainings: dict,
-        exports: dict,
-        quant: dict | None,
-        models: dict,
-        bench: dict,
+        trainings: dict[str, Any],
+        exports: dict[str, Any],
+        quant: dict[str, Any] | None,
+        models: dict[str, Any],
+        bench: dict[str, Any],
+        files: dict[str, Path],
+        checkpoints: dict[str, Path],
         train_set: Any,
         val_set: Any,
     ) -> dict[str, Any]:
@@ -330,22 +349,25 @@ class _Pipeline:
 
         settings = self.spec.section("report")
         inputs = {"stages": dict(self.fingerprints), "settings": dataclasses.asdict(settings)}
-        paths = [self.out / "report.md", self.out / "report.json"]
+        runs = {k: self.out / "runs" / k for k, v in trainings.items() if not v.get("reused")}
 
         def work() -> tuple[dict[str, Any], list[Path]]:
-            report, figures = write_report(
+            figures = write_report(
                 self.out,
                 self.spec,
                 trainings=trainings,
+                runs=runs,
                 exports=exports,
                 quantize=quant,
                 models=models,
                 bench=bench,
+                files=files,
+                checkpoints=checkpoints,
                 train_set=train_set,
                 val_set=val_set,
                 stages=self.timings,
             )
-            return {"int8_passed": None if quant is None else quant["passed"]}, paths + figures
+            return {}, [self.out / "report.md", self.out / "report.json", *figures]
 
         self.stage("report", "report and figures", inputs, work)
         return json.loads((self.out / "report.json").read_text())

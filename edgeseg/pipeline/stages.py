@@ -126,5 +126,11 @@ class StageBook:
             return str(path)
 
     def forget(self, name: str) -> None:
-        """Remove the marker of ``name`` (before redoing it, so a crash never leaves a stale marker)."""
+        """Before redoing stage ``name``: remove its marker, then the files it wrote, so that neither a crash
+        nor a stage that now writes less (an INT8 gate that fails) leaves stale outputs behind."""
+        record = self.read(name)
         self.path(name).unlink(missing_ok=True)
+        for output in record.outputs if record is not None else []:
+            path = self.out_dir / output
+            if path.is_file():
+                path.unlink()

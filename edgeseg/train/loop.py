@@ -187,7 +187,6 @@ class _Trainer:
         # Reseed, so the augmentation stream does not depend on whether the model was built here or given.
         seed_everything(t.seed + ctx.rank)
         freeze(self.model, t.freeze)
-        self.frozen_bns = frozen_batchnorms(self.model, t.freeze)
         self.objective = objective or SupervisedObjective.from_recipe(r, num_classes, self.ignore_index)
         if isinstance(self.objective, nn.Module):
             self.objective.to(self.device)
@@ -196,6 +195,7 @@ class _Trainer:
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.forward = self._wrap(self.model)
+        self.frozen_bns = frozen_batchnorms(self.model, t.freeze)  # after SyncBatchNorm replaced them
 
         self.sampler = torch.utils.data.DistributedSampler(
             self.train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=t.seed,
@@ -266,6 +266,11 @@ class _Trainer:
         self.last_metrics = dict(ckpt.get("metrics") or {})
         rng = state["rng"]
         same_world = len(rng) == self.ctx.world_size
+        if not same_world and self.start_iter:
+            raise InputError(
+                f"{self.run_dir / LAST} was saved inside an epoch by {len(rng)} processes; resume it with "
+                f"the same number (this run has {self.ctx.world_size})"
+            )
         self.resume_rng = rng[self.ctx.rank] if same_world else None
         self.partial = partials[self.ctx.rank] if same_world and len(partials) == len(rng) else None
         if self.resume_rng is None:
