@@ -60,6 +60,7 @@ from edgeseg.runtime.metadata import ModelMetadata
 METHODS = ("minmax", "entropy", "percentile")
 SENSITIVITY_IMAGES = 4
 CALIB_CHUNK = 16
+CALIB_CHUNK_PIXELS = 16 * 512 * 512
 
 
 @dataclass
@@ -142,9 +143,11 @@ def preprocess(src: Path, dst: Path) -> None:
     onnx.save(model, os.fspath(dst))
 
 
-def _chunk(count: int) -> int:
-    """The largest divisor of ``count`` up to ``CALIB_CHUNK`` (ONNX Runtime needs an exact split)."""
-    return max(d for d in range(1, min(count, CALIB_CHUNK) + 1) if count % d == 0)
+def _chunk(count: int, size: tuple[int, int]) -> int:
+    """Images per calibration chunk: the largest divisor of ``count`` (ONNX Runtime needs an exact split) up
+    to ``CALIB_CHUNK`` images and ``CALIB_CHUNK_PIXELS`` pixels, which bounds the activations held at once."""
+    limit = max(1, min(count, CALIB_CHUNK, CALIB_CHUNK_PIXELS // (size[0] * size[1])))
+    return max(d for d in range(1, limit + 1) if count % d == 0)
 
 
 def run_quantizer(
@@ -181,7 +184,7 @@ def run_quantizer(
             nodes_to_exclude=list(exclude),
             calibrate_method=calib_method,
             calibration_cache_path=os.fspath(cache),
-            extra_options={"CalibStridedMinMax": _chunk(len(reader))},
+            extra_options={"CalibStridedMinMax": _chunk(len(reader), reader.size)},
         )
 
 
