@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,6 +106,19 @@ def export_command(
     atol: Annotated[float, typer.Option("--atol", help="Largest allowed absolute output difference.")] = 1e-4,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Quantize to INT8 (needs --calib) behind the accuracy gate.")
+    ] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Convert to FP16 (GPU deployment) behind a gate.")
+    ] = False,
+    calib: Annotated[
+        str | None, typer.Option("--calib", help="INT8 calibration data: a dataset folder or 'synthetic'.")
+    ] = None,
+    calib_size: Annotated[int, typer.Option("--calib-size", help="INT8 calibration images.")] = 64,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", help="Largest mIoU loss allowed for --int8/--fp16, in points.")
+    ] = 1.0,
 ) -> None:
     """Export a checkpoint to ONNX that takes any image size and proves it segments like PyTorch.
 
@@ -114,25 +129,87 @@ def export_command(
     """
     from edgeseg.export import Tolerances
 
-    report = run_export(
-        checkpoint,
-        output,
-        opset=opset,
-        exporter=exporter,
-        static_size=parse_size(static) if static else None,
-        simplify=simplify,
-        output=output_kind(argmax, softmax),
-        preprocess=preprocess,
-        validate=validate,
-        data=data,
-        max_images=max_images,
-        tolerances=Tolerances(max_abs=atol),
-        force=force,
-    )
+    if int8 and fp16:
+        raise InputError("choose one of --int8 and --fp16")
+    if int8 and not calib:
+        raise InputError("--int8 needs --calib DATA (a dataset folder or 'synthetic') to calibrate on")
+    if (int8 or fp16) and output_kind(argmax, softmax) != "logits":
+        raise InputError("--int8/--fp16 quantize a logits model; drop --argmax/--softmax")
+    if int8 or fp16:
+        from edgeseg.fileio import check_writable
+
+        check_writable(output, force)
+    with contextlib.ExitStack() as stack:
+        fp32_path = output
+        if int8 or fp16:
+            fp32_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "fp32.onnx"
+        report = run_export(
+            checkpoint,
+            fp32_path,
+            opset=opset,
+            exporter=exporter,
+            static_size=parse_size(static) if static else None,
+            simplify=simplify,
+            output=output_kind(argmax, softmax),
+            preprocess=preprocess,
+            validate=validate,
+            data=data,
+            max_images=max_images,
+            tolerances=Tolerances(max_abs=atol),
+            force=force,
+        )
+        if not as_json:
+            print_report(report)
+        if int8 or fp16:
+            reduced = _reduce_precision(
+                fp32_path, output, int8, calib, calib_size, data, max_drop, force, as_json
+            )
     if as_json:
-        typer.echo(json.dumps(report.to_dict()))
+        out = report.to_dict()
+        if int8 or fp16:
+            out = {"fp32": out, "int8" if int8 else "fp16": reduced.to_dict()}
+        typer.echo(json.dumps(out))
+
+
+def _reduce_precision(
+    fp32_path: Path,
+    output: Path,
+    int8: bool,
+    calib: str | None,
+    calib_size: int,
+    data: str | None,
+    max_drop: float,
+    force: bool,
+    quiet: bool,
+) -> Any:
+    """Turn the validated FP32 export into INT8 or FP16 at ``output`` through its accuracy gate."""
+    say = None if quiet else (lambda msg: typer.echo(msg, err=True))
+    if int8:
+        from edgeseg.export.quantize import quantize_int8
+
+        rep = quantize_int8(
+            fp32_path,
+            output,
+            calib=calib,
+            calib_size=calib_size,
+            val=data,
+            max_drop=max_drop,
+            force=force,
+            progress=say,
+        )
+        summary = (
+            f"INT8: mIoU {rep.miou_fp32:.2f} -> {rep.miou_int8:.2f} ({rep.drop:+.2f} lost, allowed "
+            f"{rep.max_drop:.2f}); nodes kept float: {', '.join(rep.float_nodes) or 'none'}"
+        )
     else:
-        print_report(report)
+        from edgeseg.export.fp16 import convert_fp16
+
+        rep = convert_fp16(fp32_path, output, val=data, max_drop=max_drop, force=force, progress=say)
+        summary = f"FP16: argmax agreement {100 * rep.agreement:.3f} %"
+    if not quiet:
+        typer.echo(summary)
+        typer.echo(f"wrote {rep.path}")
+    return rep
 
 
 def register(app: typer.Typer) -> None:
