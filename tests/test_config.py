@@ -131,3 +131,19 @@ def test_apply_override_creates_nested_keys() -> None:
     apply_override(raw, "model.kwargs.width=0.5")
     apply_override(raw, "train.epochs=4")
     assert raw == {"train": {"epochs": 4}, "model": {"kwargs": {"width": 0.5}}}
+
+
+TRAIN_RECIPES = [
+    "deeplabv3plus_r50", "unet", "fcn8s", "lraspp_dsnet", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2",
+    "unet_ds",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TRAIN_RECIPES)
+def test_shipped_recipes_load_and_build(name: str) -> None:
+    from edgeseg.models import create
+
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / f"{name}.yaml")
+    assert recipe.data.root == "synthetic"  # runs out of the box
+    model = create(recipe.model.name, num_classes=8, **recipe.model.kwargs)
+    assert model.num_classes == 8

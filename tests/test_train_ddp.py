@@ -51,6 +51,8 @@ def test_two_cpu_processes(tmp_path: Path) -> None:
     cfg = Recipe.from_dict({"data": ckpt["recipe"]["data"]}).data
     val = build_dataset(cfg.root, "val", cfg)
     rank0 = confusion(
-        model_from_checkpoint(ckpt), val_loader(val, cfg, DistContext(rank=0, world_size=2)), num_classes=8
+        model_from_checkpoint(ckpt),
+        val_loader(val, cfg, DistContext(rank=0, world_size=2)),
+        num_classes=val.num_classes,
     )
     assert abs(metrics_from_confusion(rank0).pixel_acc - single.pixel_acc) > 2e-3

@@ -13,7 +13,7 @@ from torch import nn
 from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeseg.config import Recipe
 from edgeseg.errors import InputError
-from edgeseg.train import SupervisedObjective, fit
+from edgeseg.train import SupervisedObjective, build_datasets, fit
 from edgeseg.train.evaluate import evaluate_file
 
 TINY = {
@@ -105,7 +105,7 @@ class _AdapterObjective:
 
     def __call__(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits, features = model(batch.images, features=True)
-        ce, _ = self.supervised.__call__(lambda x: logits, batch)
+        ce, _ = self.supervised(lambda x: logits, batch)
         feat = self.adapter(features["decoder"]).square().mean()
         return ce + feat, {"ce": ce, "feat": feat}
 
@@ -114,12 +114,13 @@ def test_objective_extra_modules_and_reference(tmp_path: Path) -> None:
     from edgeseg.models import create
 
     recipe = _recipe(epochs=1)
+    num_classes = build_datasets(recipe)[0].num_classes
     torch.manual_seed(0)
-    model = create("unet", num_classes=8, base_channels=8, depth=2)
+    model = create("unet", num_classes=num_classes, base_channels=8, depth=2)
     adapter = nn.Conv2d(model.feature_channels["decoder"], 4, 1)
     before = adapter.weight.detach().clone()
-    supervised = SupervisedObjective.from_recipe(recipe, 8, 255)
-    teacher = create("unet", num_classes=8, base_channels=8, depth=2)
+    supervised = SupervisedObjective.from_recipe(recipe, num_classes, 255)
+    teacher = create("unet", num_classes=num_classes, base_channels=8, depth=2)
     fit(
         recipe,
         tmp_path / "run",

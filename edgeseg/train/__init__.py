@@ -7,8 +7,9 @@
 
 from edgeseg.train.builders import build_datasets, build_model
 from edgeseg.train.evaluate import evaluate, evaluate_onnx
-from edgeseg.train.loop import FitResult, Objective, SupervisedObjective, fit
+from edgeseg.train.loop import FitResult, fit
 from edgeseg.train.losses import LossTerm, build_loss, cross_entropy, dice_loss, label_loss
+from edgeseg.train.objective import Objective, SupervisedObjective
 from edgeseg.train.rundir import recipe_for_resume
 from edgeseg.train.transfer import TransferReport, freeze, load_pretrained
 

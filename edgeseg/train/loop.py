@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,62 +28,13 @@ from edgeseg.errors import InputError
 from edgeseg.train import distributed as dist
 from edgeseg.train.builders import build_datasets, build_model
 from edgeseg.train.evaluate import autocast, evaluate
-from edgeseg.train.losses import LossTerm, build_loss, label_loss
+from edgeseg.train.objective import FeatureForward, Objective, SupervisedObjective
 from edgeseg.train.optim import build_optimizer, build_scheduler, param_groups
 from edgeseg.train.progress import TrainProgress
 from edgeseg.train.rundir import BEST, LAST, METRICS, MetricsLog, clean_metrics, prepare_run_dir, write_recipe
 from edgeseg.train.sampling import SkipSampler
 from edgeseg.train.state import capture_rng, restore_rng, seed_everything
 from edgeseg.train.transfer import freeze, frozen_batchnorms, set_train_mode
-
-
-class Objective(Protocol):
-    """What one training step minimises.
-
-    Called as ``objective(model, batch)``: ``batch`` is the mixed batch (``images`` augmented and
-    normalized, ``target_a``, ``target_b``, ``lam``); ``model(images)`` returns logits and
-    ``model(images, features=True)`` returns ``(logits, {name: feature map})``. Call the model that way
-    rather than its methods, so that DistributedDataParallel sees the forward pass. Returns
-    ``(total loss, {part name: loss})``; the parts are logged as ``loss_<name>``. An objective that is an
-    ``nn.Module`` is moved to the training device (a frozen teacher inside it goes along); its own parameters
-    are not trained — pass trainable ones as extra modules.
-    """
-
-    def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]: ...
-
-
-class SupervisedObjective:
-    """The label loss of ``train.loss`` (CE, Dice or both), over MixUp targets as λ·L(a) + (1−λ)·L(b)."""
-
-    def __init__(self, terms: list[LossTerm]) -> None:
-        self.terms = terms
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, num_classes: int, ignore_index: int) -> SupervisedObjective:
-        """The objective a recipe's ``train`` section describes."""
-        t = recipe.train
-        try:
-            terms = build_loss(
-                t.loss, ignore_index=ignore_index, class_weights=t.class_weights, dice_weight=t.dice_weight,
-                num_classes=num_classes,
-            )
-        except ValueError as err:
-            raise InputError(str(err)) from err
-        return cls(terms)
-
-    def __call__(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        return label_loss(self.terms, model(batch.images), batch)
-
-
-class FeatureForward(nn.Module):
-    """Routes ``model(x, features=True)`` to ``forward_features`` so DDP wraps both kinds of forward pass."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor, features: bool = False) -> Any:
-        return self.model.forward_features(x) if features else self.model(x)
 
 
 @dataclass
@@ -379,9 +330,9 @@ class _Trainer:
         images = max(sums.pop("images"), 1.0)
         record: dict[str, Any] = {"event": "epoch", "epoch": epoch + 1, "step": self.step}
         record.update({k: v / images for k, v in sums.items()})
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
-        groups = self.optimizer.param_groups
-        record["lr_groups"] = {g.get("name", str(i)): g["lr"] for i, g in enumerate(groups)}
+        groups = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+        record["lr"] = groups.get("default", next(iter(groups.values())))  # the base rate, after this epoch
+        record["lr_groups"] = groups
         record["time_s"] = elapsed
         record["images_per_s"] = seen * self.ctx.world_size / max(elapsed, 1e-9)
         self.partial = None

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeseg.config import Recipe, apply_override
+from edgeseg.config import CORE_SECTIONS, Recipe, apply_override
 from edgeseg.errors import InputError
 from edgeseg.fileio import write_text_atomic
 
@@ -56,6 +56,12 @@ def recipe_for_resume(
 
     ckpt = load_checkpoint(Path(run_dir) / LAST)
     raw = ckpt.get("recipe") or {}
+    foreign = sorted(set(raw) - set(CORE_SECTIONS) - set(sections or {}))
+    if foreign:
+        raise InputError(
+            f"{Path(run_dir) / LAST} was trained with recipe sections this command does not know "
+            f"({', '.join(foreign)}); resume it with the command that started it (e.g. edgeseg {foreign[0]})"
+        )
     overrides = list(overrides)
     for item in overrides:
         apply_override(raw, item)
