@@ -16,12 +16,12 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgeseg.data.synthetic import SYNTHETIC_PALETTE, generate_scene
+from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, generate_scene
 from edgeseg.errors import GateFailed, InputError
 from edgeseg.runtime import mask_image
 
 runner = CliRunner()
-CLASSES = ["sky", "disc-stripes", "disc-checks", "square", "tri-checks", "tri-dots", "ring", "bar"]
+CLASSES = ["sky", *(name.replace("_", "-") for name in SYNTHETIC_CLASSES[1:])]  # own names, same labels
 MODELS = ("teacher", "student", "distilled", "int8")
 STAGES = ("teacher", "student", "distilled", "export_teacher", "export_student", "export_distilled",
           "quantize", "evaluate", "bench", "report")  # fmt: skip

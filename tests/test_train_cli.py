@@ -93,3 +93,16 @@ def test_eval_onnx_compares_with_the_checkpoint(run: Path) -> None:
     )
     missing = CliRunner().invoke(app, ["eval", str(onnx_path)])
     assert isinstance(missing.exception, InputError) and "--data" in str(missing.exception)
+
+
+def test_resume_continues_a_copy_of_the_run(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    result = CliRunner().invoke(app, ["train", "--resume", str(copy), "-q", "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output and "epoch 2" in result.output
+    lines = [json.loads(x) for x in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert load_checkpoint(copy / "last.pt")["train_state"]["epoch"] == 2

@@ -69,11 +69,20 @@ class TransferReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
-        """One line: counts of loaded, missing (re-initialised), shape-mismatched and unexpected keys."""
-        return (
-            f"pretrained {self.source}: {len(self.loaded)} tensors loaded, {len(self.missing)} missing, "
-            f"{len(self.mismatched)} re-initialised (shape differs), {len(self.unexpected)} unexpected"
+    def summary(self, examples: int = 4) -> str:
+        """Counts of loaded, missing, re-initialised (shape differs) and unexpected keys, with a few names."""
+
+        def part(label: str, keys: list[str]) -> str:
+            shown = ", ".join(keys[:examples]) + (", ..." if len(keys) > examples else "")
+            return f"{len(keys)} {label}" + (f" ({shown})" if keys else "")
+
+        return f"pretrained {self.source}: " + "; ".join(
+            [
+                f"{len(self.loaded)} tensors loaded",
+                part("missing", self.missing),
+                part("re-initialised, shape differs", self.mismatched),
+                part("unexpected", self.unexpected),
+            ]
         )
 
 
