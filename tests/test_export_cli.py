@@ -18,7 +18,7 @@ from edgeseg.errors import InputError
 from edgeseg.export import ParityFailed, read_metadata
 from edgeseg.models import create
 
-MODEL = {"name": "lraspp_dsnet", "num_classes": 8, "width_mult": 0.25, "inter_channels": 16}
+MODEL = {"name": "lraspp_dsnet", "width_mult": 0.25, "inter_channels": 16}
 MEAN, STD = [0.45, 0.45, 0.45], [0.25, 0.25, 0.25]
 
 
@@ -33,8 +33,9 @@ def _one_torch_thread():
 
 def _checkpoint(path, seed: int) -> None:
     torch.manual_seed(seed)
-    model = create(MODEL["name"], **{k: v for k, v in MODEL.items() if k != "name"})
     ds = build_dataset("synthetic", "val")
+    kwargs = {k: v for k, v in MODEL.items() if k != "name"}
+    model = create(MODEL["name"], num_classes=ds.num_classes, **kwargs)
     save_checkpoint(make_checkpoint(model, classes=ds.classes, palette=ds.palette, mean=MEAN, std=STD), path)
 
 

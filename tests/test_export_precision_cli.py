@@ -19,8 +19,8 @@ from edgeseg.models import create
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = create("lraspp_dsnet", num_classes=8, width_mult=0.25, inter_channels=16)
     ds = build_dataset("synthetic", "val")
+    model = create("lraspp_dsnet", num_classes=ds.num_classes, width_mult=0.25, inter_channels=16)
     path = tmp_path_factory.mktemp("precision") / "student.pt"
     save_checkpoint(make_checkpoint(model, classes=ds.classes, palette=ds.palette), path)
     return path
