@@ -20,12 +20,14 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
+from edgeseg.data import build_dataset
 from edgeseg.errors import GateFailed, InputError
 from edgeseg.export.fp16 import convert_fp16
 from edgeseg.export.quantize import quantize_int8
 from edgeseg.runtime.metadata import ModelMetadata
 
-NUM_CLASSES = 8
+# The CLI tests calibrate on the built-in synthetic data, so the model predicts its classes.
+NUM_CLASSES = build_dataset("synthetic", "val").num_classes
 SIDE = 40
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
