@@ -107,13 +107,15 @@ class QuantizeSettings:
 
 @dataclass
 class BenchSettings:
-    """ONNX Runtime (CPU) latency of every model file, timed round-robin in one run.
+    """ONNX Runtime latency of every model file, timed round-robin in one run.
 
     ``size``: [H, W] of the timed input and of the GFLOP counts (None: the validation images' size).
-    ``threads``: intra-op threads (None: ONNX Runtime's default).
+    ``threads``: intra-op threads (None: ONNX Runtime's default). ``provider``: the execution provider timed
+    (``cuda``/``tensorrt`` where ONNX Runtime offers them; asking for a missing one is an error).
     """
 
     size: list[int] | None = None
+    provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
     batch: int = 1
     threads: int | None = None
     warmup: int = 10

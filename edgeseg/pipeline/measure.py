@@ -106,7 +106,7 @@ def bench_size(settings: BenchSettings, val_set: Any) -> tuple[int, int]:
 def bench_files(
     files: dict[str, Path], size: tuple[int, int], settings: BenchSettings, log: Log | None = None
 ) -> dict[str, Any]:
-    """Time every ONNX file with ONNX Runtime (CPU) round-robin in one run; rows keyed like ``files``.
+    """Time every ONNX file with ONNX Runtime round-robin in one run; rows keyed like ``files``.
 
     Returns ``{"rows": {key: bench row}, "environment": ..., "settings": ...}``; a row has ``p50_ms``,
     ``p90_ms``, ``p99_ms``, ``mean_ms``, ``throughput_ips`` and the configuration.
@@ -120,7 +120,7 @@ def bench_files(
         sizes=[size],
         batches=[settings.batch],
         threads=[settings.threads],
-        providers=["cpu"],
+        providers=[settings.provider],
         warmup=settings.warmup,
         runs=settings.runs,
         interleave=True,
@@ -134,6 +134,7 @@ def bench_files(
         "environment": environment(),
         "settings": {
             "size": list(size),
+            "provider": settings.provider,
             "batch": settings.batch,
             "threads": settings.threads,
             "warmup": settings.warmup,

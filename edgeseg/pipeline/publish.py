@@ -59,9 +59,11 @@ def write_report(
         if k in bench["rows"]
     ]
     threads = settings["threads"] or "default"
+    height, width = settings["size"]
+    provider = settings.get("provider", "cpu").upper()
     subtitle = (
-        f"ONNX Runtime CPU, {settings['size'][0]}x{settings['size'][1]}, batch {settings['batch']}, "
-        f"threads {threads}; mIoU on {len(val_set)} validation images"
+        f"ONNX Runtime {provider}, {height}x{width}, batch {settings['batch']}, threads {threads}; "
+        f"mIoU on {len(val_set)} validation images"
     )
     miou_vs_latency(points, subtitle, paths["pareto"])
 

@@ -180,7 +180,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"- Teacher against distilled student: {_ratio(t['params'], s['params'])} the parameters, "
             f"{_ratio(t['gflops'], s['gflops'])} the GFLOPs, "
             f"{_ratio(t['latency']['p50_ms'], s['latency']['p50_ms'])} the latency "
-            f"(ONNX Runtime, CPU, {size}, batch {bench.get('batch')}, threads {threads})."
+            f"(ONNX Runtime, {bench.get('provider', 'cpu').upper()}, {size}, batch {bench.get('batch')}, "
+            f"threads {threads})."
         )
     if "int8" in models and "distilled" in models:
         q, s = models["int8"], models["distilled"]
