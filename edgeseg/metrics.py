@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(
+    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = 255
+) -> np.ndarray:
     """Confusion matrix (rows: target, columns: prediction) via one ``bincount``; ignore pixels dropped."""
     pred = np.asarray(pred).reshape(-1).astype(np.int64)
     target = np.asarray(target).reshape(-1).astype(np.int64)
@@ -32,7 +34,9 @@ class SegMetrics:
         return {
             "miou": self.miou,
             "pixel_acc": self.pixel_acc,
-            "per_class_iou": {n: (None if np.isnan(v) else v) for n, v in zip(names, self.per_class_iou)},
+            "per_class_iou": {
+                n: (None if np.isnan(v) else v) for n, v in zip(names, self.per_class_iou, strict=True)
+            },
         }
 
 
@@ -45,4 +49,6 @@ def metrics_from_confusion(cm: np.ndarray) -> SegMetrics:
         iou = np.where(union > 0, tp / union, np.nan)
     total = cm.sum()
     miou = float(np.nanmean(iou)) if np.any(union > 0) else 0.0
-    return SegMetrics(miou=miou, pixel_acc=float(tp.sum() / total) if total else 0.0, per_class_iou=iou.tolist())
+    return SegMetrics(
+        miou=miou, pixel_acc=float(tp.sum() / total) if total else 0.0, per_class_iou=iou.tolist()
+    )

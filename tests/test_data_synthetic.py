@@ -35,11 +35,11 @@ def test_config_sets_sizes_and_counts() -> None:
     cfg = DataConfig(synthetic_train=7, synthetic_val=3, synthetic_size=48, synthetic_seed=5)
     train, val = build_dataset("synthetic", "train", cfg), build_dataset("synthetic", "val", cfg)
     assert (len(train), len(val), train.fixed_size) == (7, 3, (48, 48))
-    assert train.num_classes == len(SYNTHETIC_CLASSES) == len(train.palette) == 7
+    assert train.num_classes == len(SYNTHETIC_CLASSES) == len(train.palette) == 8
     assert train.root == "synthetic" and train.ignore_index == 255
     image, mask = SyntheticSegDataset("train", 2, (40, 72))[0]
     assert image.shape == (40, 72, 3) and mask.shape == (40, 72)
-    with pytest.raises(InputError, match="num_classes is 5 but the synthetic dataset has 7"):
+    with pytest.raises(InputError, match="num_classes is 5 but the synthetic dataset has 8"):
         build_dataset("synthetic", "train", DataConfig(num_classes=5))
     with pytest.raises(InputError, match="at least 32 pixels"):
         SyntheticSegDataset("train", 2, 16)
@@ -60,7 +60,7 @@ def test_every_class_appears_with_clutter_and_background() -> None:
 
 
 def test_colour_does_not_identify_the_class() -> None:
-    """A nearest-mean-colour classifier over object pixels must stay near chance (1/6)."""
+    """A nearest-mean-colour classifier over object pixels must stay near chance (1/7)."""
     ds = SyntheticSegDataset("train", 40, 64)
     pixels: dict[int, list[np.ndarray]] = {c: [] for c in range(1, N)}
     for i in range(20):

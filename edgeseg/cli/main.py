@@ -26,8 +26,19 @@ app = typer.Typer(
 )
 
 # Each entry is a module `edgeseg.cli.cmd_<name>` exposing `register(app)`.
-COMMANDS = ["models", "distill", "train", "eval", "predict", "bench", "quantize", "export", "validate",
-            "info", "pipeline"]
+COMMANDS = [
+    "models",
+    "distill",
+    "train",
+    "eval",
+    "predict",
+    "bench",
+    "quantize",
+    "export",
+    "validate",
+    "info",
+    "pipeline",
+]
 
 
 def _version(value: bool) -> None:
@@ -51,7 +62,10 @@ def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print versions (edgeseg, ONNX Runtime build) and exit."
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print versions (edgeseg, ONNX Runtime build) and exit.",
         ),
     ] = False,
 ) -> None:

@@ -5,22 +5,23 @@ patches, all labelled background), then 3-5 objects drawn in turn so that later 
 a stroke or none over everything, an illumination gradient and pixel noise. An object's class is a pair
 (shape, texture), and every colour is random, so colour says nothing about the class:
 
-==================  ========  ========
-class               shape     texture
-==================  ========  ========
-``disc_stripes``    disc      stripes
-``square_stripes``  square    stripes
-``disc_checks``     disc      checks
-``triangle_dots``   triangle  dots
-``ring``            annulus   smooth
-``bar``             bar       smooth
-==================  ========  ========
+===================  ========  =======
+class                shape     texture
+===================  ========  =======
+``disc_stripes``     disc      stripes
+``square_stripes``   square    stripes
+``disc_checks``      disc      checks
+``triangle_checks``  triangle  checks
+``triangle_dots``    triangle  dots
+``ring``             annulus   smooth
+``bar``              bar       smooth
+===================  ========  =======
 
 Texture alone tells some classes apart within a few pixels; others share a texture and differ only in
-shape (striped disc vs striped square, ring vs bar), so a pixel deep inside such an object needs context
-from its outline, up to an object's diameter (28-56 pixels at 128x128). Sizes and strokes scale with the
-image, so the scene distribution is the same at every resolution; texture periods scale too but stop
-shrinking below 96 pixels, so that they stay resolvable. Sample ``i`` of a split is a pure function of
+shape (striped disc vs striped square, checked disc vs checked triangle, ring vs bar), so a pixel deep
+inside such an object needs context from its outline, up to an object's diameter (28-56 pixels at
+128x128). Sizes and strokes scale with the image, so the scene distribution is the same at every
+resolution; texture periods scale too but stop shrinking below 96 pixels, so they stay resolvable. Sample ``i`` of a split is a pure function of
 ``(seed, split, i)``.
 """
 
@@ -35,18 +36,21 @@ from edgeseg.data.datasets import SegDataset
 from edgeseg.errors import InputError
 
 SYNTHETIC_CLASSES = [
-    "background", "disc_stripes", "square_stripes", "disc_checks", "triangle_dots", "ring", "bar",
+    "background", "disc_stripes", "square_stripes", "disc_checks", "triangle_checks", "triangle_dots", "ring",
+    "bar",
 ]  # fmt: skip
 SYNTHETIC_PALETTE = [
-    [0, 0, 0], [230, 25, 75], [255, 225, 25], [60, 180, 75], [0, 130, 200], [145, 30, 180], [70, 240, 240],
+    [0, 0, 0], [230, 25, 75], [255, 225, 25], [60, 180, 75], [245, 130, 48], [0, 130, 200], [145, 30, 180],
+    [70, 240, 240],
 ]  # fmt: skip
 _KINDS = {
     1: ("disc", "stripes"),
     2: ("square", "stripes"),
     3: ("disc", "checks"),
-    4: ("triangle", "dots"),
-    5: ("ring", "smooth"),
-    6: ("bar", "smooth"),
+    4: ("triangle", "checks"),
+    5: ("triangle", "dots"),
+    6: ("ring", "smooth"),
+    7: ("bar", "smooth"),
 }
 _BASE = 128.0  # sizes below are in pixels of a 128-pixel image and scale with the image
 _MIN_TEXTURE_SCALE = 0.75  # below 96 pixels textures stop shrinking, so they stay above the pixel grid
