@@ -21,8 +21,8 @@ Texture alone tells some classes apart within a few pixels; others share a textu
 shape (striped disc vs striped square, checked disc vs checked triangle, ring vs bar), so a pixel deep
 inside such an object needs context from its outline, up to an object's diameter (28-56 pixels at
 128x128). Sizes and strokes scale with the image, so the scene distribution is the same at every
-resolution; texture periods scale too but stop shrinking below 96 pixels, so they stay resolvable. Sample ``i`` of a split is a pure function of
-``(seed, split, i)``.
+resolution; texture periods scale too but stop shrinking below 96 pixels, so they stay resolvable.
+Sample ``i`` of a split is a pure function of ``(seed, split, i)``.
 """
 
 from __future__ import annotations
