@@ -127,4 +127,4 @@ class BatchAugment(torch.nn.Module):
         out_images, out_shifted = self.steps(images, shifted)
         out = out_shifted.squeeze(1).round().long()
         out_masks = torch.where(out == 0, torch.full_like(out, self.ignore_index), out - 1)
-        return out_images.clamp_(0.0, 1.0), out_masks
+        return out_images.clamp(0.0, 1.0), out_masks

@@ -63,7 +63,7 @@ def write_report(
     provider = settings.get("provider", "cpu").upper()
     subtitle = (
         f"ONNX Runtime {provider}, {height}x{width}, batch {settings['batch']}, threads {threads}; "
-        f"mIoU on {len(val_set)} validation images"
+        f"mIoU on {len(val_set)} validation images at their own size"
     )
     miou_vs_latency(points, subtitle, paths["pareto"])
 
