@@ -11,9 +11,19 @@ alike, and the ratio of their medians is printed, with the runtime's own steps t
 an ONNX file (``--model``) or, by default, a zoo architecture exported with ``edgeseg.export.to_onnx``
 (random weights: the cost does not depend on them).
 
+Export forms (``--forms``), each measured against its own bare ``session.run``:
+
+* ``logits`` (the default export): float NCHW in, logits out; the runtime normalizes and takes the argmax;
+* ``argmax`` (``edgeseg export --argmax``): float NCHW in, uint8 labels out; ONNX Runtime takes the argmax,
+  the runtime only normalizes;
+* ``in-graph`` (``--preprocess --argmax``): uint8 NHWC in, labels out; the runtime only hands over the image.
+
+The default measures ``logits`` and ``argmax``; the last line compares the forms' ``predict`` latencies, which
+is what an application sees.
+
     python benchmarks/runtime_overhead.py                          # lraspp_dsnet, 8 classes (synthetic)
-    python benchmarks/runtime_overhead.py --arch deeplabv3plus_mobilenetv2 --classes 21
-    python benchmarks/runtime_overhead.py --classes 21 --output argmax      # labels computed in the graph
+    python benchmarks/runtime_overhead.py --arch deeplabv3plus_mobilenetv2 --classes 21 --threads 2
+    python benchmarks/runtime_overhead.py --forms logits           # one form only
     python benchmarks/runtime_overhead.py --model model.onnx --threads 2 --runs 100
 """
 
@@ -35,10 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", default="lraspp_dsnet", help="zoo model to export when --model is not given")
     p.add_argument("--classes", type=int, default=8, help="classes of the exported model (synthetic: 8)")
     p.add_argument(
-        "--output",
-        default="logits",
-        choices=["logits", "argmax"],
-        help="output of the exported model (argmax: the labels come out of the graph)",
+        "--forms",
+        default="logits,argmax",
+        help="comma-separated export forms of --arch: logits, argmax, in-graph (see above)",
     )
     p.add_argument("--size", type=int, default=512, help="image side in pixels")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ONNX Runtime's)")
@@ -48,15 +57,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def export_zoo_model(arch: str, classes: int, output: str, folder: Path) -> Path:
+FORMS = {
+    "logits": {"output": "logits", "preprocess": False},
+    "argmax": {"output": "argmax", "preprocess": False},
+    "in-graph": {"output": "argmax", "preprocess": True},
+}
+
+
+def export_zoo_model(arch: str, classes: int, form: str, folder: Path) -> Path:
+    """Export ``arch`` with random weights (seed 0) in one of :data:`FORMS`."""
     import torch
 
     from edgeseg.export import to_onnx
     from edgeseg.models import create
 
     torch.manual_seed(0)
-    path = folder / f"{arch}.onnx"
-    to_onnx(create(arch, num_classes=classes).eval(), path, output=output, validate=False)
+    path = folder / f"{arch}-{form}.onnx"
+    to_onnx(create(arch, num_classes=classes).eval(), path, **FORMS[form], validate=False)
     return path
 
 
@@ -99,24 +116,46 @@ def measure(
     return times
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        model = args.model or export_zoo_model(args.arch, args.classes, args.output, Path(folder))
-        times = measure(model, args.size, args.threads, args.runs, args.warmup, args.spin_wait)
+def summarize(label: str, times: dict[str, list[float]]) -> dict[str, float]:
+    """Print the medians and means of one form's timings; return the medians."""
     median = {name: statistics.median(values) for name, values in times.items()}
     mean = {name: statistics.fmean(values) for name, values in times.items()}
-    print(
-        f"{args.size}x{args.size}, {args.runs} interleaved runs, threads={args.threads or 'default'}, "
-        f"spin_wait={args.spin_wait}"
-    )
+    print(f"[{label}]")
     for name in times:
         print(f"  {name:8s} median {median[name]:8.2f} ms   mean {mean[name]:8.2f} ms")
     ratio = median["predict"] / median["bare"]
     print(
-        f"predict / bare session.run: {ratio:.3f} (median), {mean['predict'] / mean['bare']:.3f} (mean); "
+        f"  predict / bare session.run: {ratio:.3f} (median), {mean['predict'] / mean['bare']:.3f} (mean); "
         f"overhead {median['predict'] - median['bare']:.2f} ms = {100 * (ratio - 1):.1f} %"
     )
+    return median
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    forms = [f.strip() for f in args.forms.split(",") if f.strip()]
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown and not args.model:
+        raise SystemExit(f"unknown form(s) {unknown}; choose from {sorted(FORMS)}")
+    medians: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        models = (
+            {args.model.name: args.model}
+            if args.model
+            else {form: export_zoo_model(args.arch, args.classes, form, Path(folder)) for form in forms}
+        )
+        print(
+            f"{args.size}x{args.size}, {args.runs} interleaved runs, threads={args.threads or 'default'}, "
+            f"spin_wait={args.spin_wait}"
+        )
+        for label, model in models.items():
+            times = measure(model, args.size, args.threads, args.runs, args.warmup, args.spin_wait)
+            medians[label] = summarize(label, times)
+    if len(medians) > 1:
+        print(
+            "predict latency (what an application sees): "
+            + ", ".join(f"{label} {m['predict']:.2f} ms" for label, m in medians.items())
+        )
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from edgeseg.distill.losses import (
     channelwise_kd_loss,
     feature_kd_loss,
     pixel_kd_loss,
+    relation_kd_loss,
     valid_pixels,
 )
 from edgeseg.errors import InputError
 
-LOGIT_LOSSES = [pixel_kd_loss, channelwise_kd_loss]
+LOGIT_LOSSES = [pixel_kd_loss, channelwise_kd_loss, relation_kd_loss]
 
 
 def _logits(seed: int, shape: tuple[int, ...] = (2, 4, 6, 5)) -> torch.Tensor:
@@ -54,6 +55,18 @@ def test_channelwise_kd_matches_reference() -> None:
 
 
 @pytest.mark.parametrize("loss_fn", [*LOGIT_LOSSES, feature_kd_loss])
+def test_relation_kd_matches_pearson_reference() -> None:
+    s, t, tau = _logits(1), _logits(0), 2.0
+    c = s.shape[1]
+    p_s = F.softmax(s / tau, 1).permute(0, 2, 3, 1).reshape(-1, c)
+    p_t = F.softmax(t / tau, 1).permute(0, 2, 3, 1).reshape(-1, c)
+    inter = torch.stack([torch.corrcoef(torch.stack([a, b]))[0, 1] for a, b in zip(p_s, p_t, strict=True)])
+    intra = torch.stack([torch.corrcoef(torch.stack([p_s[:, k], p_t[:, k]]))[0, 1] for k in range(c)])
+    expected = ((1 - inter.mean()) + (1 - intra.mean())) * tau**2
+    assert relation_kd_loss(s, t, tau=tau).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("loss_fn", [*LOGIT_LOSSES, feature_kd_loss])
 def test_ignore_pixels_do_not_contribute(loss_fn) -> None:
     t = _logits(0)
     s = _logits(1)
@@ -87,7 +100,7 @@ def test_no_valid_pixel_gives_zero_and_finite_gradient(loss_fn) -> None:
 def test_gradient_does_not_reach_teacher_tensor() -> None:
     s = _logits(1).requires_grad_(True)
     t = _logits(0).requires_grad_(True)
-    (pixel_kd_loss(s, t) + channelwise_kd_loss(s, t) + feature_kd_loss(s, t)).backward()
+    (pixel_kd_loss(s, t) + channelwise_kd_loss(s, t) + relation_kd_loss(s, t) + feature_kd_loss(s, t)).backward()
     assert s.grad is not None and t.grad is None
 
 

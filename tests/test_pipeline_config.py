@@ -33,6 +33,8 @@ def test_quickstart_recipe_loads_and_builds_stage_recipes() -> None:
     assert distill.section("distill").teacher == "t.pt"
     assert distill.model == student.model and distill.train == student.train
     assert "teacher" in spec.to_dict() and "train" not in spec.to_dict()
+    assert teacher.augment == spec.recipe.augment  # shared, unless a stage has its own
+    assert student.augment == spec.student.augment and student.augment.cutmix_prob > 0
 
 
 def test_overrides_reach_every_section(tmp_path: Path) -> None:

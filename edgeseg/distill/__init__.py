@@ -1,6 +1,7 @@
 """Knowledge distillation: a frozen teacher checkpoint → a compact student, through the training loop.
 
-- ``losses``: pixel-wise KD, channel-wise distillation (CWD) and feature KD as pure functions, plus
+- ``losses``: pixel-wise KD, channel-wise distillation (CWD), relation KD (DIST-style) and feature KD as
+  pure functions, plus
   :func:`valid_pixels` (ignore and MixUp aware).
 - ``adapters``: :class:`FeatureAdapters`, the 1×1 convs from student to teacher channels (trained, not saved
   with the student).
@@ -12,7 +13,13 @@
 
 from edgeseg.distill.adapters import FeatureAdapters
 from edgeseg.distill.config import DistillConfig, LossWeights
-from edgeseg.distill.losses import channelwise_kd_loss, feature_kd_loss, pixel_kd_loss, valid_pixels
+from edgeseg.distill.losses import (
+    channelwise_kd_loss,
+    feature_kd_loss,
+    pixel_kd_loss,
+    relation_kd_loss,
+    valid_pixels,
+)
 from edgeseg.distill.objective import DistillObjective
 from edgeseg.distill.run import SECTIONS, distill, load_distill_recipe, resume_distill_recipe, teacher_miou
 from edgeseg.distill.teacher import freeze, load_teacher
@@ -30,6 +37,7 @@ __all__ = [
     "load_distill_recipe",
     "load_teacher",
     "pixel_kd_loss",
+    "relation_kd_loss",
     "resume_distill_recipe",
     "teacher_miou",
     "valid_pixels",

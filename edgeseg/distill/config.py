@@ -12,16 +12,18 @@ class LossWeights:
     """Weight of each term of the distillation objective; a term with weight 0 is not computed.
 
     ``ce``: the trainer's label loss (``train.loss``); ``kd``: pixel-wise KD on logits; ``cwd``: channel-wise
-    distillation on logits; ``feature``: feature distillation over ``feature_pairs``.
+    distillation on logits; ``feature``: feature distillation over ``feature_pairs``; ``relation``: DIST-style
+    relation distillation on logits (Pearson correlation across classes and across pixels).
     """
 
     ce: float = 1.0
     kd: float = 1.0
     cwd: float = 0.0
     feature: float = 0.0
+    relation: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("ce", "kd", "cwd", "feature"):
+        for name in ("ce", "kd", "cwd", "feature", "relation"):
             if getattr(self, name) < 0:
                 raise InputError(f"distill.weights.{name}: expected a number >= 0, got {getattr(self, name)}")
 
@@ -31,7 +33,8 @@ class DistillConfig:
     """Teacher → student distillation settings.
 
     ``teacher``: the teacher's edgeseg checkpoint; ``teacher_recipe``: the recipe that trains it (for people).
-    ``kd_tau``/``cwd_tau``: temperatures of pixel-wise KD and channel-wise distillation. ``feature_pairs``
+    ``kd_tau``/``cwd_tau``/``relation_tau``: temperatures of pixel-wise KD, channel-wise distillation and
+    relation distillation. ``feature_pairs``
     maps student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair
     gets a 1×1-conv adapter that trains with the student and is dropped from the saved student.
     """
@@ -41,10 +44,11 @@ class DistillConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     kd_tau: float = 1.0
     cwd_tau: float = 4.0
+    relation_tau: float = 1.0
     feature_pairs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("kd_tau", "cwd_tau"):
+        for name in ("kd_tau", "cwd_tau", "relation_tau"):
             if getattr(self, name) <= 0:
                 raise InputError(f"distill.{name}: expected a temperature > 0, got {getattr(self, name)}")
         if self.weights.feature > 0 and not self.feature_pairs:

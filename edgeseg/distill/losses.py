@@ -85,6 +85,39 @@ def channelwise_kd_loss(
     return kl.mean() * tau**2
 
 
+def _pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
+    """Pearson correlation of ``a`` and ``b`` along ``dim`` (a constant vector correlates 0 with anything)."""
+    a = a - a.mean(dim=dim, keepdim=True)
+    b = b - b.mean(dim=dim, keepdim=True)
+    return (a * b).sum(dim=dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+
+
+def relation_kd_loss(
+    student_logits: Tensor, teacher_logits: Tensor, tau: float = 1.0, valid: Tensor | None = None
+) -> Tensor:
+    """Relation distillation after DIST (Huang et al., 2022): the student matches the teacher's class
+    probabilities up to a linear map rather than exactly.
+
+    With ``p = softmax(logits/τ)`` over classes: the inter-class term is ``1 − Pearson`` of the student's and
+    teacher's probability vectors at each valid pixel (averaged over pixels); the intra-class term is
+    ``1 − Pearson`` of each class's probability over all valid pixels of the batch (averaged over classes).
+    Returns ``τ² · (inter + intra)``: zero when the student equals the teacher, positive otherwise (a pixel
+    whose probabilities are exactly uniform has no correlation and counts as a full mismatch).
+    """
+    _check_pair(student_logits, teacher_logits, "relation KD")
+    c = student_logits.shape[1]
+    p_s = F.softmax(student_logits.float() / tau, dim=1).movedim(1, -1).reshape(-1, c)  # pixels×C
+    p_t = F.softmax(teacher_logits.detach().float() / tau, dim=1).movedim(1, -1).reshape(-1, c)
+    if valid is not None:
+        keep = valid.reshape(-1)
+        p_s, p_t = p_s[keep], p_t[keep]
+    if p_s.shape[0] < 2:  # no pixel (or one): nothing to correlate; stay connected to the graph
+        return student_logits.sum() * 0.0
+    inter = 1.0 - _pearson(p_s, p_t, dim=1).mean()
+    intra = 1.0 - _pearson(p_s, p_t, dim=0).mean()
+    return (inter + intra) * tau**2
+
+
 def normalize_feature(feature: Tensor) -> Tensor:
     """L2-normalise each pixel's feature vector over channels (so feature KD ignores the maps' scale)."""
     return F.normalize(feature.float(), p=2, dim=1, eps=1e-6)

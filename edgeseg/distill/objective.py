@@ -3,9 +3,11 @@
 It is an :class:`~edgeseg.train.loop.Objective`: called with the (wrapped) student and the augmented, mixed,
 normalized batch, it runs the frozen teacher on exactly that batch under ``no_grad`` and returns
 
-    total = w_ce·label_loss + w_kd·pixel_KD + w_cwd·CWD + w_feature·mean_pairs(feature_KD)
+    total = w_ce·label_loss + w_kd·pixel_KD + w_cwd·CWD + w_relation·relation_KD
+            + w_feature·mean_pairs(feature_KD)
 
-with each computed term in the parts dict (``ce``/``dice`` from the label loss, ``kd``, ``cwd``, ``feature``),
+with each computed term in the parts dict (``ce``/``dice`` from the label loss, ``kd``, ``cwd``, ``relation``,
+``feature``),
 which the loop logs as ``loss_<name>``. Terms whose weight is 0 are not computed. Teacher and student may have
 different output strides: logits are both at the input size, feature maps are resized to the teacher's.
 """
@@ -20,13 +22,19 @@ from torch import Tensor, nn
 
 from edgeseg.distill.adapters import FeatureAdapters
 from edgeseg.distill.config import DistillConfig
-from edgeseg.distill.losses import channelwise_kd_loss, feature_kd_loss, pixel_kd_loss, valid_pixels
+from edgeseg.distill.losses import (
+    channelwise_kd_loss,
+    feature_kd_loss,
+    pixel_kd_loss,
+    relation_kd_loss,
+    valid_pixels,
+)
 from edgeseg.distill.teacher import freeze
 from edgeseg.train.losses import LossTerm, label_loss
 
 
 class DistillObjective(nn.Module):
-    """Label loss plus pixel-wise KD, channel-wise KD and feature KD against a frozen teacher.
+    """Label loss plus pixel-wise KD, channel-wise KD, relation KD and feature KD against a frozen teacher.
 
     ``teacher`` is frozen here (eval mode, no gradients) and stays in eval mode whatever mode the objective is
     put in. ``label_terms`` is the trainer's label loss (``SupervisedObjective.terms``); ``adapters`` (needed
@@ -78,7 +86,7 @@ class DistillObjective(nn.Module):
             label_total, label_parts = label_loss(self.label_terms, logits, batch)
             parts.update(label_parts)
             total = total + w.ce * label_total
-        if not (w.kd > 0 or w.cwd > 0 or use_features):
+        if not (w.kd > 0 or w.cwd > 0 or w.relation > 0 or use_features):
             return total, parts
 
         self.teacher.eval()
@@ -94,6 +102,9 @@ class DistillObjective(nn.Module):
         if w.cwd > 0:
             parts["cwd"] = channelwise_kd_loss(logits, t_logits, self.cfg.cwd_tau, valid)
             total = total + w.cwd * parts["cwd"]
+        if w.relation > 0:
+            parts["relation"] = relation_kd_loss(logits, t_logits, self.cfg.relation_tau, valid)
+            total = total + w.relation * parts["relation"]
         if use_features and self.adapters is not None:
             mapped = self.adapters(feats)
             strides = getattr(self.teacher, "feature_strides", {})

@@ -61,9 +61,9 @@ def distill(
     """Distil ``recipe.section("distill").teacher`` into the recipe's ``model`` in ``run_dir``.
 
     Returns the loop's ``FitResult``. The student is built as ``edgeseg train`` would build it, from the same
-    seed, so a distilled run and a student-alone run of the same recipe start from the same weights and see
-    the same batches. Errors naming the teacher's path: missing or unreadable file, classes that differ from
-    the data's, a normalization that differs from the student's, unknown feature names.
+    seed, so a distilled run and a student-alone run of the same recipe start from the same weights and read
+    the images in the same order. Errors naming the teacher's path: missing or unreadable file, classes that
+    differ from the data's, a normalization that differs from the student's, unknown feature names.
     """
     from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
     from edgeseg.distill.adapters import FeatureAdapters

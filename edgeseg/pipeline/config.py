@@ -3,7 +3,7 @@
 A pipeline recipe is YAML with these top-level sections (each optional, defaults apply)::
 
     data: {...}          # shared by every stage (edgeseg.data.DataConfig)
-    augment: {...}       # shared by every training stage (edgeseg.data.AugmentConfig)
+    augment: {...}       # shared by the training stages (teacher.augment / student.augment replace it)
     teacher:             # checkpoint: PATH reuses a trained teacher; else it is trained from
       recipe: PATH       #   a teacher recipe file (its model/optim/schedule/train sections) and/or
       model/optim/schedule/train: {...}   # inline sections, which win over the file's keys
@@ -35,18 +35,24 @@ from typing import Any, Literal
 import yaml
 
 from edgeseg.config import ModelConfig, OptimConfig, Recipe, ScheduleConfig, TrainConfig, apply_override
+from edgeseg.data.config import AugmentConfig
 from edgeseg.distill.config import DistillConfig
 from edgeseg.errors import InputError
 
 STAGE_SECTIONS = ("model", "optim", "schedule", "train")
+"""Training sections that belong to one model (under ``teacher:``/``student:``), never at the top level."""
 
 
 @dataclass
 class TeacherConfig:
-    """The teacher: reuse ``checkpoint``, or train it from ``recipe`` (a file) and the inline sections."""
+    """The teacher: reuse ``checkpoint``, or train it from ``recipe`` (a file) and the inline sections.
+
+    ``augment``, when given, replaces the shared ``augment`` section for this model's training.
+    """
 
     checkpoint: str | None = None
     recipe: str | None = None
+    augment: AugmentConfig | None = None
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="unet"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -55,9 +61,13 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
-    """The compact student, trained alone (when ``baseline``) and distilled, with the same sections."""
+    """The compact student, trained alone (when ``baseline``) and distilled, with the same sections.
+
+    ``augment``, when given, replaces the shared ``augment`` section for both student runs.
+    """
 
     baseline: bool = True
+    augment: AugmentConfig | None = None
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="lraspp_dsnet"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -167,10 +177,12 @@ class PipelineRecipe:
 
     @property
     def teacher(self) -> TeacherConfig:
+        """The ``teacher`` section."""
         return self.section("teacher")
 
     @property
     def student(self) -> StudentConfig:
+        """The ``student`` section."""
         return self.section("student")
 
     def teacher_recipe(self) -> Recipe:
@@ -191,11 +203,12 @@ class PipelineRecipe:
         return {k: v for k, v in self.recipe.to_dict().items() if k not in STAGE_SECTIONS}
 
     def _stage_recipe(self, stage: TeacherConfig | StudentConfig) -> Recipe:
+        """A training recipe: the stage's own sections with the shared data (and augmentation)."""
         r = self.recipe
         return Recipe(
             model=stage.model,
             data=r.data,
-            augment=r.augment,
+            augment=stage.augment if stage.augment is not None else r.augment,
             optim=stage.optim,
             schedule=stage.schedule,
             train=stage.train,

@@ -169,6 +169,7 @@ def _place_labels(fig: Any, ax: Any, points: Sequence[ParetoPoint]) -> None:
     centres = [ax.transData.transform((p.latency_ms, 100 * p.miou)) for p in points]
     radius = 8 * fig.dpi / 72
     markers = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
+    frame = ax.get_window_extent(renderer)
     taken: list[Any] = []
     offsets = [
         (9, 4, "left", "bottom"),
@@ -198,7 +199,13 @@ def _place_labels(fig: Any, ax: Any, points: Sequence[ParetoPoint]) -> None:
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
             )
             box = note.get_window_extent(renderer).expanded(1.02, 1.08)
-            clear = not any(box.overlaps(other) for other in [*taken, *markers])
+            inside = (
+                frame.containsx(box.x0)
+                and frame.containsx(box.x1)
+                and frame.containsy(box.y0)
+                and (frame.containsy(box.y1))
+            )
+            clear = inside and not any(box.overlaps(other) for other in [*taken, *markers])
             if clear:
                 chosen = note
                 break

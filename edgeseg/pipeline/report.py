@@ -187,8 +187,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         q, s = models["int8"], models["distilled"]
         speedup = _ratio(s["latency"]["p50_ms"], q["latency"]["p50_ms"])
         lines.append(
-            f"- INT8 against FP32 distilled student: {speedup} faster, "
-            f"{_ratio(s['file_size'], q['file_size'])} smaller file, "
+            f"- INT8 against FP32 distilled student: p50 {q['latency']['p50_ms']:.2f} ms against "
+            f"{s['latency']['p50_ms']:.2f} ms (speed-up {speedup}), "
+            f"file {_ratio(s['file_size'], q['file_size'])} smaller, "
             f"{100 * (q['miou'] - s['miou']):+.2f} mIoU points on the whole validation split."
         )
     lines += [
@@ -257,7 +258,7 @@ def _int8_line(q: Mapping[str, Any]) -> str:
     g = q["gate"]
     return (
         f"mIoU {g['miou_fp32']:.2f} → {g['miou_int8']:.2f} on {g['val_images']} validation images "
-        f"({g['drop']:+.2f} points lost, {g['max_drop']:.2f} allowed); "
+        f"(drop {g['drop']:+.2f} points, at most {g['max_drop']:.2f} allowed); "
         f"{len(g['float_nodes'])} nodes kept in float."
     )
 

@@ -31,7 +31,7 @@ from edgeseg.errors import GateFailed
 from edgeseg.fileio import write_text_atomic
 from edgeseg.pipeline.config import PipelineRecipe, fingerprint
 from edgeseg.pipeline.report import LABELS
-from edgeseg.pipeline.stages import StageBook
+from edgeseg.pipeline.stages import PipelineUI, StageBook
 
 ONNX_NAMES = {"teacher": "teacher", "student": "student", "distilled": "distilled", "int8": "distilled_int8"}
 
@@ -45,24 +45,6 @@ class PipelineResult:
     report_json: Path
     report: dict[str, Any]
     int8_passed: bool | None
-
-
-class PipelineUI:
-    """Stage banners and log lines on a rich console."""
-
-    def __init__(self, console: Any = None) -> None:
-        from rich.console import Console
-
-        self.console = console or Console()
-
-    def banner(self, index: int, total: int, title: str) -> None:
-        self.console.rule(f"[bold cyan]stage {index}/{total}[/] · {title}", align="left")
-
-    def skipped(self, index: int, total: int, title: str, seconds: float) -> None:
-        self.console.print(f"[dim]stage {index}/{total} · {title}: done earlier ({seconds:.0f} s), reused[/]")
-
-    def log(self, message: str) -> None:
-        self.console.print(message, highlight=False, markup=False)
 
 
 def _sha(path: str | Path) -> str:
@@ -89,6 +71,7 @@ class _Pipeline:
         self.total = self._count_stages()
 
     def _count_stages(self) -> int:
+        """Training and export stages per model, INT8 when enabled, evaluate, bench, report."""
         s = self.spec
         models = 3 if s.student.baseline else 2
         return 2 * models + int(s.section("quantize").enabled) + 3
@@ -126,6 +109,7 @@ class _Pipeline:
 
     # --------------------------------------------------------------------------------------------- stages
     def run(self) -> PipelineResult:
+        """All stages in order; see the module docstring."""
         from edgeseg.train.builders import build_datasets
 
         spec = self.spec
@@ -165,6 +149,7 @@ class _Pipeline:
             write_text_atomic(path, text)
 
     def _train_all(self, train_set: Any) -> dict[str, dict[str, Any]]:
+        """Teacher (trained or reused), student alone (if ``baseline``), distilled student."""
         from edgeseg.pipeline.training import reuse_teacher, train_stage
 
         spec, runs = self.spec, self.out / "runs"
@@ -222,11 +207,13 @@ class _Pipeline:
         return out
 
     def _samples(self, val_set: Any) -> list:
+        """The validation images of the parity checks."""
         from edgeseg.pipeline.artifacts import validation_samples
 
         return validation_samples(val_set, self.spec.section("export").val_images)
 
     def _export_all(self, checkpoints: dict[str, Path], val_set: Any) -> dict[str, dict[str, Any]]:
+        """One export stage per trained model."""
         from edgeseg.pipeline.artifacts import export_model
 
         settings = self.spec.section("export")
@@ -255,6 +242,7 @@ class _Pipeline:
         return out
 
     def _quantize(self, train_set: Any, val_set: Any) -> dict[str, Any]:
+        """INT8 of the distilled student; a failed gate is a result, not an error."""
         from edgeseg.pipeline.artifacts import quantize_model
 
         settings = self.spec.section("quantize")
@@ -280,6 +268,7 @@ class _Pipeline:
         return self.stage("quantize", "INT8 distilled student (accuracy gate)", inputs, work)
 
     def _evaluate(self, files: dict[str, Path], checkpoints: dict[str, Path], val_set: Any) -> dict[str, Any]:
+        """Accuracy, parameters, GFLOPs and size of every model file."""
         from edgeseg.pipeline.measure import ModelFile, bench_size, evaluate_model
 
         size = bench_size(self.spec.section("bench"), val_set)
@@ -317,6 +306,7 @@ class _Pipeline:
         )
 
     def _bench(self, files: dict[str, Path], val_set: Any) -> dict[str, Any]:
+        """Latency of every ONNX file, round-robin in one run."""
         from edgeseg.pipeline.measure import bench_files, bench_size
 
         settings = self.spec.section("bench")
@@ -345,6 +335,7 @@ class _Pipeline:
         train_set: Any,
         val_set: Any,
     ) -> dict[str, Any]:
+        """Figures, report.json and report.md from every stage's results; returns report.json's content."""
         from edgeseg.pipeline.publish import write_report
 
         settings = self.spec.section("report")

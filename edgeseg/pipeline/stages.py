@@ -1,10 +1,10 @@
-"""Done-markers that make a pipeline resumable: ``OUT_DIR/stages/<stage>.json``, one per finished stage.
+"""Stages of the pipeline: done-markers ``OUT_DIR/stages/<stage>.json`` that make it resumable, and banners.
 
 A stage writes its marker atomically after all its outputs, with a fingerprint of everything it depended on
 (its settings and the hashes of its input files) and its results. A rerun skips a stage whose marker has the
 same fingerprint and whose outputs all exist, and takes its results from the marker. A marker with another
 fingerprint means the recipe or an input changed: redoing that stage would overwrite its outputs, which
-needs ``--force``.
+needs ``--force``. :class:`PipelineUI` prints a banner per stage (or one line for a reused one).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class StageRecord:
     finished_at: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The marker file's JSON content."""
         return {
             "stage": self.name,
             "fingerprint": self.fingerprint,
@@ -53,6 +54,7 @@ class StageBook:
         self.force = force
 
     def path(self, name: str) -> Path:
+        """The marker file of stage ``name``."""
         return self.folder / f"{name}.json"
 
     def read(self, name: str) -> StageRecord | None:
@@ -134,3 +136,24 @@ class StageBook:
             path = self.out_dir / output
             if path.is_file():
                 path.unlink()
+
+
+class PipelineUI:
+    """Stage banners and log lines on a rich console."""
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console()
+
+    def banner(self, index: int, total: int, title: str) -> None:
+        """A rule announcing stage ``index`` of ``total``."""
+        self.console.rule(f"[bold cyan]stage {index}/{total}[/] · {title}", align="left")
+
+    def skipped(self, index: int, total: int, title: str, seconds: float) -> None:
+        """One dim line for a stage reused from an earlier run."""
+        self.console.print(f"[dim]stage {index}/{total} · {title}: done earlier ({seconds:.0f} s), reused[/]")
+
+    def log(self, message: str) -> None:
+        """One plain log line."""
+        self.console.print(message, highlight=False, markup=False)
