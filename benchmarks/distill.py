@@ -9,6 +9,8 @@ teacher. Writes ``<out>.md`` and ``<out>.json`` (default ``benchmarks/results/di
 
     python benchmarks/distill.py                                  # DeepLabV3+-R50 → DeepLabV3+-MobileNetV2
     python benchmarks/distill.py --recipe recipes/distill_unet.yaml
+    python benchmarks/distill.py --recipe recipes/distill_unet_lraspp.yaml --teacher runs/unet/best.pt \
+        --teacher-command "edgeseg train recipes/unet.yaml ..."   # a teacher trained beforehand
     python benchmarks/distill.py --epochs 1 --seeds 1 --set data.synthetic_train=64   # smoke run
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -33,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default="recipes/distill_deeplabv3plus.yaml", help="distillation recipe")
     p.add_argument("--teacher", help="teacher checkpoint (default: train distill.teacher_recipe first)")
+    p.add_argument("--teacher-command", help="how the --teacher checkpoint was trained (for the results)")
     p.add_argument("--data", help="dataset folder (default: the recipes' data, synthetic)")
     p.add_argument("--epochs", type=int, help="student epochs (alone and distilled)")
     p.add_argument("--teacher-epochs", type=int, help="teacher epochs when it is trained here")
@@ -58,18 +63,32 @@ def final_miou(result: Any) -> float:
     return float(evaluated[-1])
 
 
-def train_teacher(args: argparse.Namespace, recipe_path: str, work: Path, log) -> Path:
-    from edgeseg.config import load_recipe
-    from edgeseg.train import fit
-
+def teacher_sets(args: argparse.Namespace) -> list[str]:
+    """The overrides of the teacher's recipe when this script trains the teacher."""
     sets = list(args.teacher_set)
     if args.data:
         sets.append(f"data.root={args.data}")
     if args.teacher_epochs:
         sets.append(f"train.epochs={args.teacher_epochs}")
-    recipe = load_recipe(recipe_path, sets)
+    return sets
+
+
+def train_teacher(args: argparse.Namespace, recipe_path: str, work: Path, log) -> Path:
+    from edgeseg.config import load_recipe
+    from edgeseg.train import fit
+
+    recipe = load_recipe(recipe_path, teacher_sets(args))
     log(f"training the teacher ({recipe_path}, {recipe.train.epochs} epochs)")
     return fit(recipe, work / "teacher", force=True, progress=args.progress, log=log).best_path
+
+
+def data_scale(recipe: Any) -> str:
+    """The data settings that size the runs, in words."""
+    d = recipe.data
+    if d.root == "synthetic":
+        return (f"synthetic: {d.synthetic_train} training and {d.synthetic_val} validation images of "
+                f"{d.synthetic_size}×{d.synthetic_size} px, crop {d.crop_size}, batch {d.batch_size}")
+    return f"{d.root}: crop {d.crop_size}, batch {d.batch_size}"
 
 
 def onnx_latency(checkpoints: dict[str, Path], size: int, runs: int) -> dict[str, dict[str, float]]:
@@ -90,11 +109,14 @@ def onnx_latency(checkpoints: dict[str, Path], size: int, runs: int) -> dict[str
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
     from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
     from edgeseg.distill.run import distill, load_distill_recipe, teacher_miou
     from edgeseg.models import complexity
     from edgeseg.train import fit
 
+    load_start = os.getloadavg()
     work = Path(args.work_dir)
     out = Path(args.out)
     if not args.force:
@@ -117,22 +139,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         teacher_path = train_teacher(args, teacher_recipe, work, log)
     sets.append(f"distill.teacher={teacher_path}")
 
+    teacher_seconds = time.perf_counter() - started
     alone, distilled, teacher_scores, runs = [], [], [], {}
     for seed in range(args.seeds):
         recipe = load_distill_recipe(args.recipe, sets + [f"train.seed={seed}"])
         plain = dataclasses.replace(recipe, sections={})
         log(f"seed {seed}: student alone")
+        t0 = time.perf_counter()
         res_alone = fit(plain, work / f"alone_s{seed}", force=True, progress=args.progress, log=log)
+        t1 = time.perf_counter()
         log(f"seed {seed}: distilled")
         res_kd = distill(recipe, work / f"distill_s{seed}", force=True, progress=args.progress, log=log)
+        t2 = time.perf_counter()
         alone.append(final_miou(res_alone))
         distilled.append(final_miou(res_kd))
         teacher_scores.append(teacher_miou(res_kd.run_dir))
-        runs[seed] = {"alone": alone[-1], "distilled": distilled[-1]}
+        runs[seed] = {"alone": alone[-1], "distilled": distilled[-1], "alone_seconds": t1 - t0,
+                      "distilled_seconds": t2 - t1}
         log(f"seed {seed}: alone {alone[-1]:.4f}, distilled {distilled[-1]:.4f}, "
             f"teacher {teacher_scores[-1]:.4f}")
 
     teacher_ckpt = load_checkpoint(teacher_path)
+    if args.teacher:
+        teacher_command = args.teacher_command or "not given (pass --teacher-command)"
+    else:
+        teacher_command = f"trained by this script: {teacher_recipe}, overrides {teacher_sets(args)}"
     student_path = work / "distill_s0" / "best.pt"
     size = recipe.data.crop_size
     t_params, t_gflops = complexity(model_from_checkpoint(teacher_ckpt), (size, size))
@@ -150,6 +181,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "student_model": {"name": recipe.model.name, "kwargs": recipe.model.kwargs},
         "distill": dataclasses.asdict(recipe.section("distill")),
         "data": recipe.data.root,
+        "data_scale": data_scale(recipe),
+        "student_overrides": list(args.sets),
+        "teacher_command": teacher_command,
+        "teacher_seconds": teacher_seconds if not args.teacher else None,
         "epochs": recipe.train.epochs,
         "seeds": args.seeds,
         "teacher_miou": t_miou,
@@ -165,7 +200,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **latency, "p50_ratio": latency["student"]["p50_ms"] / latency["teacher"]["p50_ms"]
         },
         "seconds": time.perf_counter() - started,
-        "command": "python " + " ".join(sys.argv),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+        "cpu": {"torch_threads": torch.get_num_threads(), "os_cpus": os.cpu_count()},
+        "command": "python " + shlex.join(sys.argv),
     }
 
 
@@ -196,9 +233,20 @@ def markdown(r: dict[str, Any]) -> str:
         f"- student / teacher: parameters {r['params']['ratio']:.3f}, FLOPs {r['gflops']['ratio']:.3f} "
         f"(at {r['gflops']['size']}×{r['gflops']['size']}), ONNX Runtime p50 latency {lat['p50_ratio']:.3f}",
         f"- distill settings: weights {r['distill']['weights']}, kd_tau {r['distill']['kd_tau']}, "
-        f"cwd_tau {r['distill']['cwd_tau']}, feature pairs {r['distill']['feature_pairs']}",
+        f"cwd_tau {r['distill']['cwd_tau']}, relation_tau {r['distill'].get('relation_tau')}, "
+        f"feature pairs {r['distill']['feature_pairs']}",
+        f"- data: {r['data_scale']}; student overrides {r['student_overrides']}",
         "",
-        f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} min).",
+        "| seed | alone mIoU | distilled mIoU | alone wall (s) | distilled wall (s) |",
+        "|---|---|---|---|---|",
+        *(f"| {seed} | {v['alone']:.4f} | {v['distilled']:.4f} | {v['alone_seconds']:.0f} | "
+          f"{v['distilled_seconds']:.0f} |" for seed, v in r["per_seed"].items()),
+        "",
+        f"Teacher: `{r['teacher_checkpoint']}`, {r['teacher_command']}.",
+        "",
+        f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} min wall, {r['cpu']['torch_threads']} torch "
+        f"thread(s), {r['cpu']['os_cpus']} CPUs, load average {r['load_average']['start'][0]:.1f} at the "
+        f"start and {r['load_average']['end'][0]:.1f} at the end).",
         "",
     ]
     return "\n".join(lines)

@@ -135,7 +135,7 @@ def test_apply_override_creates_nested_keys() -> None:
 
 TRAIN_RECIPES = [
     "deeplabv3plus_r50", "unet", "fcn8s", "lraspp_dsnet", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2",
-    "unet_ds",
+    "unet_ds", "fpn_qdsnet",
 ]  # fmt: skip
 
 

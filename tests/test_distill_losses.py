@@ -54,7 +54,6 @@ def test_channelwise_kd_matches_reference() -> None:
     assert channelwise_kd_loss(s, t, tau=tau).item() == pytest.approx((kl.mean() * tau**2).item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("loss_fn", [*LOGIT_LOSSES, feature_kd_loss])
 def test_relation_kd_matches_pearson_reference() -> None:
     s, t, tau = _logits(1), _logits(0), 2.0
     c = s.shape[1]
@@ -100,7 +99,8 @@ def test_no_valid_pixel_gives_zero_and_finite_gradient(loss_fn) -> None:
 def test_gradient_does_not_reach_teacher_tensor() -> None:
     s = _logits(1).requires_grad_(True)
     t = _logits(0).requires_grad_(True)
-    (pixel_kd_loss(s, t) + channelwise_kd_loss(s, t) + relation_kd_loss(s, t) + feature_kd_loss(s, t)).backward()
+    losses = [pixel_kd_loss(s, t), channelwise_kd_loss(s, t), relation_kd_loss(s, t), feature_kd_loss(s, t)]
+    torch.stack(losses).sum().backward()
     assert s.grad is not None and t.grad is None
 
 

@@ -42,16 +42,17 @@ def _objective(teacher, student, weights: LossWeights, pairs=PAIRS) -> DistillOb
     return DistillObjective(teacher, cfg, build_loss("ce"), adapters=adapters)
 
 
-ALL = LossWeights(ce=1.0, kd=1.0, cwd=0.5, feature=2.0)
+ALL = LossWeights(ce=1.0, kd=1.0, cwd=0.5, feature=2.0, relation=0.3)
 
 
 def test_parts_are_logged_and_sum_to_total() -> None:
     teacher, student = _models()
     objective = _objective(teacher, student, ALL)
     total, parts = objective(FeatureForward(student.train()), _batch(lam=0.7))
-    assert set(parts) == {"ce", "kd", "cwd", "feature"}
+    assert set(parts) == {"ce", "kd", "cwd", "feature", "relation"}
     assert all(v.item() > 0 for v in parts.values())
     expected = parts["ce"] + parts["kd"] + 0.5 * parts["cwd"] + 2.0 * parts["feature"]
+    expected = expected + 0.3 * parts["relation"]
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -108,7 +109,8 @@ def test_teacher_equal_to_student_gives_zero_distillation_terms() -> None:
     _, student = _models()
     teacher = copy.deepcopy(student)
     pairs = {"c2": "c2", "decoder": "decoder"}
-    objective = _objective(teacher, student, LossWeights(ce=0.0, kd=1.0, cwd=1.0, feature=1.0), pairs)
+    weights = LossWeights(ce=0.0, kd=1.0, cwd=1.0, feature=1.0, relation=1.0)
+    objective = _objective(teacher, student, weights, pairs)
     with torch.no_grad():
         for conv in objective.adapters.convs.values():
             conv.weight.copy_(torch.eye(conv.in_channels)[:, :, None, None])
@@ -135,6 +137,6 @@ def test_different_strides_and_odd_sizes() -> None:
     target = torch.randint(0, NUM_CLASSES, (2, 37, 43), generator=g)
     batch = MixedBatch(torch.randn(2, 3, 37, 43, generator=g), target, target, 1.0)
     total, parts = objective(FeatureForward(student), batch)
-    assert torch.isfinite(total) and set(parts) == {"ce", "kd", "cwd", "feature"}
+    assert torch.isfinite(total) and set(parts) == {"ce", "kd", "cwd", "feature", "relation"}
     total.backward()
     assert all(p.grad is not None for p in objective.adapters.parameters())

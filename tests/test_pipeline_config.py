@@ -12,7 +12,7 @@ from edgeseg.errors import InputError
 from edgeseg.pipeline import load_pipeline_recipe
 from edgeseg.pipeline.config import fingerprint
 from edgeseg.pipeline.figures import ParetoPoint, pareto_front
-from edgeseg.pipeline.report import data_overrides, distillation_summary
+from edgeseg.pipeline.report import data_overrides, distillation_summary, reproduce_commands
 from edgeseg.pipeline.stages import StageBook
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
@@ -27,14 +27,22 @@ def test_quickstart_recipe_loads_and_builds_stage_recipes() -> None:
     spec = load_pipeline_recipe(QUICKSTART)
     teacher, student = spec.teacher_recipe(), spec.student_recipe()
     assert spec.student.baseline is True
-    assert teacher.model.name != student.model.name
+    assert teacher.model != student.model
     assert teacher.data == student.data == spec.recipe.data
     distill = spec.distill_recipe("t.pt")
     assert distill.section("distill").teacher == "t.pt"
     assert distill.model == student.model and distill.train == student.train
     assert "teacher" in spec.to_dict() and "train" not in spec.to_dict()
-    assert teacher.augment == spec.recipe.augment  # shared, unless a stage has its own
-    assert student.augment == spec.student.augment and student.augment.cutmix_prob > 0
+    assert teacher.augment == student.augment == spec.recipe.augment  # shared, unless a stage has its own
+    assert spec.section("export").checkpoint == "last"  # no model selection on the reported split
+
+
+def test_a_stage_augment_section_replaces_the_shared_one() -> None:
+    spec = load_pipeline_recipe(QUICKSTART, ["student.augment.cutmix_prob=0.5"])
+    teacher, student = spec.teacher_recipe(), spec.student_recipe()
+    assert teacher.augment == spec.recipe.augment and teacher.augment.cutmix_prob == 0
+    assert student.augment == spec.student.augment and student.augment.cutmix_prob == 0.5
+    assert spec.distill_recipe("t.pt").augment == student.augment
 
 
 def test_overrides_reach_every_section(tmp_path: Path) -> None:
@@ -145,6 +153,28 @@ def test_distillation_summary_and_data_overrides() -> None:
     assert summary is not None
     assert summary["gain"] == pytest.approx(0.1) and summary["gap_closed"] == pytest.approx(0.5)
     assert distillation_summary({"teacher": {"miou": 0.8}, "distilled": {"miou": 0.7}}) is None
-    args = data_overrides(DataConfig(root="x", synthetic_size=48, resize=40))
-    assert args == ["--set", "data.resize=40", "--set", "data.synthetic_size=48"]
+    args = data_overrides(DataConfig(root="synthetic", synthetic_size=48, resize=40, crop_size=32))
+    assert args == ["--set", "data.resize=40", "--set", "data.synthetic_size=48"]  # crop_size: training only
+    own = data_overrides(DataConfig(root="own", synthetic_size=48, split_seed=3))
+    assert own == ["--set", "data.split_seed=3"]  # the synthetic generator's settings do not apply
     assert json.dumps(args)  # plain strings, ready for a command line
+
+
+def test_check_commands_read_the_reports_validation_images() -> None:
+    """The report's ``edgeseg validate`` commands carry the data settings, so they see the same images."""
+    from edgeseg.data import build_dataset
+    from edgeseg.data.config import DataConfig
+    from edgeseg.export.from_checkpoint import load_samples
+
+    data = DataConfig(root="synthetic", synthetic_size=40, synthetic_val=3, crop_size=32, batch_size=2)
+    commands = reproduce_commands({"student": {"onnx": "s.onnx", "checkpoint": "s.pt"}}, data, 2)
+    validate = commands["validate"]["student"]
+    sets = [validate[i + 1] for i, arg in enumerate(validate) if arg == "--set"]
+    assert sets == ["data.synthetic_val=3", "data.synthetic_size=40"]
+    assert [a for a in commands["eval_onnx"]["student"] if a.startswith("data.")] == sets
+    pipeline_side = build_dataset("synthetic", "val", data)
+    cli_side = load_samples("synthetic", 2, overrides=sets)
+    assert len(cli_side) == 2
+    for i, (image, mask) in enumerate(cli_side):
+        assert image.shape == (40, 40, 3)
+        assert (image == pipeline_side[i][0]).all() and (mask == pipeline_side[i][1]).all()

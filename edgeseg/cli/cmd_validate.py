@@ -33,6 +33,12 @@ def validate_command(
         str | None, typer.Option("--data", help="Real images: a dataset folder or 'synthetic' (val split).")
     ] = None,
     max_images: Annotated[int, typer.Option("--max-images", help="Validation images used from --data.")] = 8,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Adjust --data's settings, e.g. --set data.synthetic_size=96 (repeatable)."
+        ),
+    ] = None,
     atol: Annotated[
         str, typer.Option("--atol", help="Largest absolute output difference, or 'off'.")
     ] = "1e-4",
@@ -69,7 +75,11 @@ def validate_command(
     if meta.checkpoint_sha256 and meta.checkpoint_sha256 != ckpt_meta["checkpoint_sha256"]:
         typer.echo(f"note: {model} was exported from another checkpoint than {checkpoint}", err=True)
     num_classes = len(meta.classes) or len(ckpt_meta["classes"])
-    samples = load_samples(data, max_images, num_classes=num_classes) if data is not None else None
+    samples = (
+        load_samples(data, max_images, num_classes=num_classes, overrides=overrides or ())
+        if data is not None
+        else None
+    )
     result = validate_onnx(
         proto, torch_model, metadata=meta, samples=samples, num_classes=num_classes, tolerances=tolerances
     )

@@ -85,11 +85,13 @@ def channelwise_kd_loss(
     return kl.mean() * tau**2
 
 
-def _pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
+def _pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-12) -> Tensor:
     """Pearson correlation of ``a`` and ``b`` along ``dim`` (a constant vector correlates 0 with anything)."""
     a = a - a.mean(dim=dim, keepdim=True)
     b = b - b.mean(dim=dim, keepdim=True)
-    return (a * b).sum(dim=dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+    # sqrt(|a|²·|b|²) rather than |a|·|b|: exactly 1 when a == b; the clamp keeps the gradient finite at 0
+    norms = (a.pow(2).sum(dim=dim) * b.pow(2).sum(dim=dim)).clamp_min(eps * eps).sqrt()
+    return (a * b).sum(dim=dim) / norms
 
 
 def relation_kd_loss(

@@ -7,6 +7,7 @@ get a validated fp32 model first.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,27 @@ def load_samples(
     limit: int = DEFAULT_MAX_IMAGES,
     split: str = "val",
     num_classes: int | None = None,
+    overrides: Sequence[str] = (),
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first ``limit`` (image, mask) pairs of ``split`` of a dataset folder or ``"synthetic"``.
 
-    With ``num_classes``, a dataset with another number of classes is refused (its mIoU would be
-    meaningless for the model).
+    ``overrides`` (``data.key=value``) adjust the data settings, as ``edgeseg eval --set`` does (e.g. the
+    synthetic generator's image size). With ``num_classes``, a dataset with another number of classes is
+    refused (its mIoU would be meaningless for the model).
     """
+    import dataclasses
+
+    from edgeseg.config import Recipe, apply_override
     from edgeseg.data import build_dataset
 
     if limit < 1:
         raise InputError(f"the number of validation images must be at least 1, got {limit}")
-    dataset = build_dataset(data if str(data) == "synthetic" else Path(data), split)
+    raw: dict[str, Any] = {"data": {}}
+    for item in overrides:
+        apply_override(raw, item)
+    cfg = Recipe.from_dict(raw, strict=False, source="data settings").data
+    root = data if str(data) == "synthetic" else Path(data)
+    dataset = build_dataset(root, split, dataclasses.replace(cfg, root=str(root)))
     if len(dataset) == 0:
         raise InputError(f"{data}: the {split!r} split has no images")
     if num_classes is not None and dataset.num_classes != num_classes:

@@ -7,6 +7,8 @@ upsampled bilinearly once at the end so little float work happens at full resolu
 - ``lraspp_dsnet``: DSNet backbone + LR-ASPP head — the smallest member.
 - ``lraspp_mobilenetv2``: MobileNetV2 (ReLU6) + LR-ASPP head.
 - ``deeplabv3plus_mobilenetv2``: DeepLabV3+ on MobileNetV2 with separable ASPP and decoder.
+- ``fpn_qdsnet``: QDSNet (full 3×3 convolutions at strides 4 and 8, depthwise-separable blocks at 16 and 32)
+  + a light FPN decoder without a sigmoid gate — the student laid out for INT8 on AVX2-only CPUs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from edgeseg.models.backbones import create_backbone
+from edgeseg.models.backbones.qdsnet import QDSNET_STAGES, QDSNET_STEM_CHANNELS, QDSNET_STEM_STRIDE, QDSNet
 from edgeseg.models.base import SegmentationModel
 from edgeseg.models.deeplab import DeepLabV3Plus
 from edgeseg.models.layers import ConvBNAct, upsample
@@ -109,3 +112,68 @@ def deeplabv3plus_mobilenetv2(
         low_level_channels,
         decoder_channels,
     )
+
+
+class FPNLiteHead(nn.Module):
+    """Light FPN decoder: 1×1 ConvBNAct lateral projections of ``c5``, ``c4`` and ``c3`` to ``channels``,
+    summed top-down (bilinear upsampling between strides), one full 3×3 ConvBNAct at the ``c3`` stride and a
+    1×1 classifier. No global-pooling sigmoid gate (LR-ASPP's squeeze-excitation-like branch): only
+    convolutions, additions and small upsamplings, all of which run in INT8.
+
+    Weights: ``(C5 + C4 + C3)·d`` (laterals) + ``9·d·d`` (fuse) + ``d·K + K`` for K classes.
+    """
+
+    def __init__(
+        self, in_channels: Sequence[int], factors: Sequence[int], num_classes: int, channels: int
+    ) -> None:
+        super().__init__()
+        self.factors = tuple(factors)
+        self.laterals = nn.ModuleList(ConvBNAct(c, channels, 1) for c in in_channels)
+        self.fuse = ConvBNAct(channels, channels, 3)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``maps`` fine to coarse (c3, c4, c5); logits at the finest map's stride and the fused map."""
+        out = self.laterals[-1](maps[-1])
+        for i in range(len(maps) - 2, -1, -1):
+            out = self.laterals[i](maps[i]) + upsample(out, self.factors[i])
+        out = self.fuse(out)
+        return self.classifier(out), out
+
+
+class FPNQDSNet(SegmentationModel):
+    """QDSNet + FPN-lite decoder on ``c3``, ``c4``, ``c5``; logits at stride 8, bilinear ×8 once."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        width_mult: float,
+        output_stride: int,
+        decoder_channels: int,
+        stages: Sequence[Sequence[object]] = QDSNET_STAGES,
+        stem_channels: int = QDSNET_STEM_CHANNELS,
+        stem_stride: int = QDSNET_STEM_STRIDE,
+    ) -> None:
+        body = QDSNet(width_mult, output_stride, stages, stem_channels, stem_stride)
+        super().__init__(num_classes, stride=body.stride)
+        self.backbone = body
+        channels, strides = body.feature_channels, body.feature_strides
+        names = ("c3", "c4", "c5")
+        factors = [strides[b] // strides[a] for a, b in zip(names, names[1:], strict=False)]
+        self.head = FPNLiteHead([channels[n] for n in names], factors, num_classes, decoder_channels)
+        self._set_features({**channels, "decoder": decoder_channels}, {**strides, "decoder": strides["c3"]})
+
+    def forward_padded(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Backbone → FPN-lite at stride 8 → bilinear upsampling to the input size."""
+        features = self.backbone(x)
+        logits, fused = self.head([features["c3"], features["c4"], features["c5"]])
+        return upsample(logits, self.feature_strides["c3"]), {**features, "decoder": fused}
+
+
+@register_model
+def fpn_qdsnet(
+    num_classes: int = 21, width_mult: float = 1.0, output_stride: int = 32, decoder_channels: int = 128
+) -> FPNQDSNet:
+    """The INT8 student for AVX2 CPUs: QDSNet + FPN-lite decoder, ReLU only, widths multiples of 16
+    (1.06 M parameters, 2.80 GMACs at 512×512 with 8 classes)."""
+    return FPNQDSNet(num_classes, width_mult, output_stride, decoder_channels)

@@ -78,7 +78,9 @@ class StudentConfig:
 class ExportSettings:
     """ONNX export of every trained model and its parity gate on the first ``val_images`` validation images.
 
-    ``checkpoint``: which checkpoint of a run is exported (``best``: best validation mIoU; ``last``).
+    ``checkpoint``: which checkpoint of a run is exported and reported (``best``: best validation mIoU;
+    ``last``: the last epoch's, no selection on the validation split); the students learn from that of the
+    teacher.
     ``opset``/``exporter``: None takes ``edgeseg export``'s defaults. Tolerances: None switches a check off.
     """
 

@@ -161,9 +161,14 @@ def miou_vs_latency(points: Sequence[ParetoPoint], subtitle: str, path: str | os
 
 
 def _place_labels(fig: Any, ax: Any, points: Sequence[ParetoPoint]) -> None:
-    """Label every point, trying offsets around it until the label overlaps no other label or point."""
+    """Label every point, trying offsets around it until the label overlaps no other label or point.
+
+    The chosen label gets a thin leader line to its point, so that a label placed away from its point (to
+    stay clear of a neighbour) is still read against the right one.
+    """
     fig.tight_layout()
     renderer = fig.canvas.get_renderer()
+    from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
     centres = [ax.transData.transform((p.latency_ms, 100 * p.miou)) for p in points]
@@ -183,46 +188,53 @@ def _place_labels(fig: Any, ax: Any, points: Sequence[ParetoPoint]) -> None:
         (0, 40, "center", "bottom"),
         (0, -40, "center", "top"),
     ]
-    for p in sorted(points, key=lambda q: (q.latency_ms, -q.miou)):
+
+    def annotate(p: ParetoPoint, text: str, offset: tuple[int, int, str, str], leader: bool) -> Any:
+        dx, dy, ha, va = offset
+        return ax.annotate(
+            text,
+            (p.latency_ms, 100 * p.miou),
+            textcoords="offset points",
+            xytext=(dx, dy),
+            ha=ha,
+            va=va,
+            fontsize=8,
+            zorder=4,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": COLORS.get(p.key, "0.5"), "lw": 0.8},
+            arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 0, "shrinkB": 6}
+            if leader
+            else None,
+        )
+
+    def text_extent(note: Any) -> Any:
+        """The label's box alone (an annotation's own extent includes its leader line)."""
+        note.update_positions(renderer)
+        return Text.get_window_extent(note, renderer)
+
+    def overlap(a: Any, b: Any) -> float:
+        w = min(a.x1, b.x1) - max(a.x0, b.x0)
+        h = min(a.y1, b.y1) - max(a.y0, b.y0)
+        return max(w, 0.0) * max(h, 0.0)
+
+    pad = 2.5 * fig.dpi / 72  # the rounded frame around the text
+    order = sorted(range(len(points)), key=lambda i: (points[i].latency_ms, -points[i].miou))
+    for i in order:
+        p = points[i]
         text = f"{p.label}\n{100 * p.miou:.1f} % · {p.latency_ms:.2f} ms · {p.gflops:.3g} GFLOPs"
-        chosen = None
-        for dx, dy, ha, va in offsets:
-            note = ax.annotate(
-                text,
-                (p.latency_ms, 100 * p.miou),
-                textcoords="offset points",
-                xytext=(dx, dy),
-                ha=ha,
-                va=va,
-                fontsize=8,
-                zorder=4,
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
-            )
-            box = note.get_window_extent(renderer).expanded(1.02, 1.08)
-            inside = (
-                frame.containsx(box.x0)
-                and frame.containsx(box.x1)
-                and frame.containsy(box.y0)
-                and (frame.containsy(box.y1))
-            )
-            clear = inside and not any(box.overlaps(other) for other in [*taken, *markers])
-            if clear:
-                chosen = note
-                break
+        others = [*taken, *(m for j, m in enumerate(markers) if j != i)]
+        best: tuple[float, int] | None = None  # (covered area, offset index); crowded: the least covered
+        for k, offset in enumerate(offsets):
+            note = annotate(p, text, offset, leader=False)
+            box = text_extent(note).padded(pad)
             note.remove()
-        if chosen is None:  # crowded: the first position, over whatever is there
-            dx, dy, ha, va = offsets[0]
-            chosen = ax.annotate(
-                text,
-                (p.latency_ms, 100 * p.miou),
-                textcoords="offset points",
-                xytext=(dx, dy),
-                ha=ha,
-                va=va,
-                fontsize=8,
-                zorder=4,
-            )
-        taken.append(chosen.get_window_extent(renderer))
+            outside = box.width * box.height - overlap(box, frame)
+            covered = sum(overlap(box, other) for other in others) + 10 * outside
+            if best is None or covered < best[0]:
+                best = (covered, k)
+            if covered == 0:
+                break
+        assert best is not None
+        taken.append(text_extent(annotate(p, text, offsets[best[1]], leader=True)).padded(pad))
 
 
 def _pad_limits(ax: Any, points: Sequence[ParetoPoint]) -> None:
@@ -278,7 +290,7 @@ def sample_grid(
         for key in predictions:
             pred = np.asarray(predictions[key][r]).astype(np.int64)
             acc = float((pred[valid] == mask[valid]).mean()) if valid.any() else float("nan")
-            cells.append((overlay(grey, pred, pal, alpha=0.7), f"{100 * acc:.1f} % px"))
+            cells.append((overlay(grey, pred, pal, alpha=0.7), f"pixel acc. {100 * acc:.1f} %"))
         for c, (picture, caption) in enumerate(cells):
             ax = axes[r][c]
             ax.imshow(picture, interpolation="nearest")

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edgeseg import __version__
-from edgeseg.data.config import DataConfig
+from edgeseg.data.config import SYNTHETIC, DataConfig
 
 MODEL_ORDER = ("teacher", "student", "distilled", "int8")
 LABELS = {
@@ -25,12 +25,21 @@ LABELS = {
 }
 
 
+TRAINING_ONLY = (
+    "root", "train_split", "crop_size", "batch_size", "val_batch_size", "workers", "synthetic_train"
+)  # fmt: skip
+"""Data settings that do not change which validation images are read, nor their metrics."""
+
+
 def data_overrides(cfg: DataConfig) -> list[str]:
-    """``--set data.key=value`` arguments for the data settings that differ from the defaults (root aside)."""
+    """``--set data.key=value`` arguments for the data settings that differ from the defaults and decide the
+    validation images (the root and the training-only settings aside)."""
     defaults = asdict(DataConfig())
     args: list[str] = []
     for key, value in asdict(cfg).items():
-        if key == "root" or value == defaults[key]:
+        if key in TRAINING_ONLY or value == defaults[key]:
+            continue
+        if key.startswith("synthetic_") and cfg.root != SYNTHETIC:
             continue
         text = (
             value
@@ -68,6 +77,7 @@ def reproduce_commands(models: Mapping[str, Any], data: DataConfig, val_images: 
                 "--max-images",
                 str(val_images),
                 "--json",
+                *sets,
             ]
     return out
 
@@ -141,7 +151,10 @@ def build_report(
 
 
 def _num(value: float | None, spec: str, scale: float = 1.0) -> str:
-    return "–" if value is None else format(value * scale, spec)
+    if value is None:
+        return "–"
+    text = format(value * scale, spec)
+    return format(0.0, spec) if float(text.rstrip("%")) == 0 else text  # no "-0.000"
 
 
 def _size(n: int) -> str:

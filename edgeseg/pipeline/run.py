@@ -189,7 +189,8 @@ class _Pipeline:
                     outputs(runs / "student"),
                 ),
             )
-        teacher_ckpt = self.checkpoint("teacher")
+        # the teacher distilled from is the one exported and reported
+        teacher_ckpt = self.checkpoint("teacher", spec.section("export").checkpoint)
         distill = spec.distill_recipe(teacher_ckpt)
         # the teacher enters by its content, not its path, so that a moved output folder stays reusable
         anonymous = spec.distill_recipe("").to_dict()
