@@ -140,3 +140,38 @@ def test_different_strides_and_odd_sizes() -> None:
     assert torch.isfinite(total) and set(parts) == {"ce", "kd", "cwd", "feature", "relation"}
     total.backward()
     assert all(p.grad is not None for p in objective.adapters.parameters())
+
+
+def test_logit_stride_compares_window_averages_and_drops_windows_with_ignored_pixels() -> None:
+    from edgeseg.distill.objective import pool_logits
+
+    g = torch.Generator().manual_seed(3)
+    student = torch.randn(1, NUM_CLASSES, 10, 9, generator=g)
+    # a teacher that differs from the student inside 4×4 windows but has the same window averages
+    wiggle = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(5, 5)[:10, :9]
+    wiggle[8:, :] = 0  # the last, partial windows (rows 8-9, column 8) keep their average only if flat
+    wiggle[:, 8:] = 0
+    teacher = student + wiggle
+    valid = torch.ones(1, 10, 9, dtype=torch.bool)
+    valid[0, 0, 0] = False
+    s, t, v = pool_logits(student, teacher, valid, 4)
+    assert s.shape == t.shape == (1, NUM_CLASSES, 3, 3) and v.shape == (1, 3, 3)
+    assert torch.allclose(s, t, atol=1e-6)
+    assert not v[0, 0, 0] and v.sum() == 8  # the window holding the ignored pixel is left out
+
+    teacher_model, student_model = _models()
+    weights = LossWeights(ce=0.0, kd=1.0, cwd=1.0, relation=1.0)
+    cfg = DistillConfig(teacher="unused.pt", weights=weights, logit_stride=4)
+    objective = DistillObjective(teacher_model, cfg, build_loss("ce"))
+    total, parts = objective(FeatureForward(student_model.train()), _batch())
+    assert set(parts) == {"kd", "cwd", "relation"} and all(v.item() > 0 for v in parts.values())
+    total.backward()
+    assert all(p.grad is None for p in teacher_model.parameters())
+
+
+@pytest.mark.parametrize("stride", [0, -2, 1.5, True])
+def test_logit_stride_must_be_a_positive_integer(stride) -> None:
+    from edgeseg.errors import InputError
+
+    with pytest.raises(InputError, match="logit_stride"):
+        DistillConfig(teacher="t.pt", logit_stride=stride)

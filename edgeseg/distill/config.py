@@ -34,7 +34,11 @@ class DistillConfig:
 
     ``teacher``: the teacher's edgeseg checkpoint; ``teacher_recipe``: the recipe that trains it (for people).
     ``kd_tau``/``cwd_tau``/``relation_tau``: temperatures of pixel-wise KD, channel-wise distillation and
-    relation distillation. ``feature_pairs``
+    relation distillation. ``logit_stride``: the logit terms (KD, CWD, relation) compare both models' logits
+    average-pooled over ``logit_stride``×``logit_stride`` windows (a window counts when all its pixels are
+    valid) — set it to the student's output stride so that the student is not asked for detail finer than
+    its logits can hold (a full-resolution U-Net teacher against a stride-8 head); 1 compares every pixel.
+    ``feature_pairs``
     maps student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair
     gets a 1×1-conv adapter that trains with the student and is dropped from the saved student.
     """
@@ -45,12 +49,16 @@ class DistillConfig:
     kd_tau: float = 1.0
     cwd_tau: float = 4.0
     relation_tau: float = 1.0
+    logit_stride: int = 1
     feature_pairs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("kd_tau", "cwd_tau", "relation_tau"):
             if getattr(self, name) <= 0:
                 raise InputError(f"distill.{name}: expected a temperature > 0, got {getattr(self, name)}")
+        stride = self.logit_stride
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise InputError(f"distill.logit_stride: expected an integer >= 1, got {self.logit_stride!r}")
         if self.weights.feature > 0 and not self.feature_pairs:
             raise InputError(
                 "distill.weights.feature > 0 needs distill.feature_pairs {student_name: teacher_name}"

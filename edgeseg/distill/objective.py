@@ -96,6 +96,9 @@ class DistillObjective(nn.Module):
             else:
                 t_logits, t_feats = self.teacher(images), {}
         valid = valid_pixels(batch.target_a, batch.target_b, batch.lam, self.ignore_index)
+        valid_full = valid
+        if self.cfg.logit_stride > 1:
+            logits, t_logits, valid = pool_logits(logits, t_logits, valid, self.cfg.logit_stride)
         if w.kd > 0:
             parts["kd"] = pixel_kd_loss(logits, t_logits, self.cfg.kd_tau, valid)
             total = total + w.kd * parts["kd"]
@@ -112,13 +115,24 @@ class DistillObjective(nn.Module):
                 feature_kd_loss(
                     mapped[s_name],
                     t_feats[t_name],
-                    _padded_valid(valid, t_feats[t_name], strides.get(t_name)),
+                    _padded_valid(valid_full, t_feats[t_name], strides.get(t_name)),
                 )
                 for s_name, t_name in self.adapters.pairs.items()
             ]
             parts["feature"] = torch.stack(terms).mean()
             total = total + w.feature * parts["feature"]
         return total, parts
+
+
+def pool_logits(
+    student: Tensor, teacher: Tensor, valid: Tensor, stride: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Both N×C×H×W logit maps average-pooled over ``stride``×``stride`` windows (the last partial window
+    included), and the N×H×W valid mask pooled so that a window is valid only when all its pixels are."""
+    student = F.avg_pool2d(student, stride, stride, ceil_mode=True)
+    teacher = F.avg_pool2d(teacher, stride, stride, ceil_mode=True)
+    invalid = F.max_pool2d((~valid).float().unsqueeze(1), stride, stride, ceil_mode=True)
+    return student, teacher, invalid.squeeze(1) < 0.5
 
 
 def _padded_valid(valid: Tensor, feature: Tensor, stride: int | None) -> Tensor:
