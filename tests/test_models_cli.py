@@ -40,3 +40,17 @@ def test_bad_size_is_a_clear_input_error() -> None:
         assert result.exit_code != 0
         assert message in str(result.exception)
         assert result.exception.exit_code == 2
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(monkeypatch, capsys) -> None:
+    """The entry point turns typer's usage errors (its own click) into a message and exit code 2."""
+    import pytest
+
+    from edgeseg.cli.main import main
+
+    monkeypatch.setattr("sys.argv", ["edgeseg", "models", "--bogus"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "No such option: --bogus" in err and "Traceback" not in err

@@ -11,8 +11,12 @@ import os
 import sys
 from typing import Annotated
 
-import click
 import typer
+
+try:  # recent typer releases carry their own copy of click; older ones depend on click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer
+    from click import ClickException
 
 from edgeseg import __version__
 from edgeseg.errors import EdgesegError
@@ -96,7 +100,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
-    except click.ClickException as err:  # usage errors carry their own exit code
+    except ClickException as err:  # usage errors carry their own exit code
         err.show()
         sys.exit(err.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
