@@ -219,6 +219,25 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def data_settings(
+    overrides: Iterable[str],
+    base: Mapping[str, Any] | None = None,
+    root: str | None = None,
+    source: str = "data settings",
+) -> DataConfig:
+    """A ``data`` section for commands that read a dataset outside a recipe (``eval``, ``validate``).
+
+    ``base`` (e.g. a checkpoint's recipe ``data``) with the ``data.key=value`` ``overrides`` applied;
+    ``root``, when given, replaces the root. Unknown keys are errors naming ``source`` and the closest
+    valid key.
+    """
+    raw: dict[str, Any] = {"data": dict(base or {})}
+    for item in overrides:
+        apply_override(raw, item)
+    cfg = Recipe.from_dict(raw, strict=False, source=source).data
+    return cfg if root is None else dataclasses.replace(cfg, root=root)
+
+
 def valid_keys(kind: type, prefix: str = "") -> list[str]:
     """All dotted keys a dataclass accepts (nested dataclasses expanded), for suggestions and docs."""
     out: list[str] = []

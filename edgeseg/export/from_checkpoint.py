@@ -36,19 +36,13 @@ def load_samples(
     synthetic generator's image size). With ``num_classes``, a dataset with another number of classes is
     refused (its mIoU would be meaningless for the model).
     """
-    import dataclasses
-
-    from edgeseg.config import Recipe, apply_override
+    from edgeseg.config import data_settings
     from edgeseg.data import build_dataset
 
     if limit < 1:
         raise InputError(f"the number of validation images must be at least 1, got {limit}")
-    raw: dict[str, Any] = {"data": {}}
-    for item in overrides:
-        apply_override(raw, item)
-    cfg = Recipe.from_dict(raw, strict=False, source="data settings").data
     root = data if str(data) == "synthetic" else Path(data)
-    dataset = build_dataset(root, split, dataclasses.replace(cfg, root=str(root)))
+    dataset = build_dataset(root, split, data_settings(overrides, root=str(root)))
     if len(dataset) == 0:
         raise InputError(f"{data}: the {split!r} split has no images")
     if num_classes is not None and dataset.num_classes != num_classes:

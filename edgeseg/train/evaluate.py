@@ -172,10 +172,8 @@ def evaluate_file(
     (a folder or ``synthetic``) and ``overrides`` (``data.key=value``) adjust the rest. An ONNX file carries
     no data settings, so ``data`` is required and the defaults apply apart from ``overrides``.
     """
-    import dataclasses
-
     from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
-    from edgeseg.config import Recipe, apply_override
+    from edgeseg.config import data_settings
     from edgeseg.data import build_dataset
     from edgeseg.train.distributed import resolve_device
 
@@ -187,15 +185,10 @@ def evaluate_file(
         if data is None:
             raise InputError(f"{p} is an ONNX model: pass --data PATH|synthetic to say what to evaluate on")
         ckpt: dict = {}
-        raw: dict = {}
     else:
         ckpt = load_checkpoint(p)
-        raw = {"data": dict((ckpt.get("recipe") or {}).get("data") or {})}
-    for item in overrides:
-        apply_override(raw, item)
-    cfg = Recipe.from_dict(raw, strict=False, source=f"{p} data settings").data
-    if data is not None:
-        cfg = dataclasses.replace(cfg, root=data)
+    base = (ckpt.get("recipe") or {}).get("data")
+    cfg = data_settings(overrides, base, root=data, source=f"{p} data settings")
     dataset = build_dataset(cfg.root, split, cfg)
     if is_onnx:
         return evaluate_onnx(p, dataset, cfg, provider), list(dataset.classes)

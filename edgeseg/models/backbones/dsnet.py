@@ -9,6 +9,8 @@ Stage maps ``c2``..``c5``: 32, 64, 128, 256 channels at width 1.0, strides 4, 8,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -44,39 +46,66 @@ class DSBlock(nn.Module):
 
 
 class DSNet(nn.Module):
-    """The DSNet backbone; ``forward`` returns the stage maps ``c2``..``c5``."""
+    """The DSNet backbone; ``forward`` returns the stage maps ``c2``..``c5``.
 
-    def __init__(self, width_mult: float = 1.0, output_stride: int = 32) -> None:
+    ``stages`` (rows as in :data:`DSNET_STAGES`), ``stem_channels`` and ``stem_stride`` change the layout:
+    the stem is a 3×3 stride-2 convolution, or with ``stem_stride=4`` a 4×4 stride-4 "patchify" one; the
+    stem stride times the c2 row's stride must be 4. :class:`~edgeseg.models.backbones.qdsnet.QDSNet` is
+    DSNet with its own layout.
+    """
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        output_stride: int = 32,
+        stages: Sequence[Sequence[object]] = DSNET_STAGES,
+        stem_channels: int = STEM_CHANNELS,
+        stem_stride: int = 2,
+    ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if width_mult <= 0:
             raise ValueError(f"width_mult must be positive, got {width_mult}")
-        channels = make_divisible(STEM_CHANNELS * width_mult, 16)
-        self.stem = ConvBNAct(3, channels, 3, stride=2)
-        current_stride, dilation = 2, 1
-        stages: list[nn.Sequential] = []
-        for kind, width, repeats, first_stride in DSNET_STAGES:
-            out_channels = make_divisible(width * width_mult, 16)
+        if len(stages) != 4:
+            raise ValueError(f"{type(self).__name__} needs 4 stage rows (c2..c5), got {len(stages)}")
+        if stem_stride not in (2, 4) or stem_stride * int(stages[0][3]) != 4:  # type: ignore[call-overload]
+            raise ValueError(
+                f"the stem stride ({stem_stride}) times the c2 stage's stride ({stages[0][3]}) must be 4"
+            )
+        channels = make_divisible(stem_channels * width_mult, 16)
+        if stem_stride == 2:
+            self.stem: nn.Module = ConvBNAct(3, channels, 3, stride=2)
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, channels, 4, 4, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
+            )
+        current_stride, dilation = stem_stride, 1
+        built: list[nn.Sequential] = []
+        for kind, width, repeats, first_stride in stages:
+            if kind not in ("dense", "separable"):
+                raise ValueError(f"block kind must be 'dense' or 'separable', got {kind!r}")
+            out_channels = make_divisible(int(width) * width_mult, 16)  # type: ignore[call-overload]
+            stride = int(first_stride)  # type: ignore[call-overload]
             previous_dilation = dilation
             if current_stride >= output_stride:
-                dilation *= first_stride
-                first_stride = 1
+                dilation *= stride
+                stride = 1
             else:
-                current_stride *= first_stride
+                current_stride *= stride
             blocks: list[nn.Module] = []
-            for i in range(repeats):
-                stride, block_dilation = (first_stride, previous_dilation) if i == 0 else (1, dilation)
+            for i in range(int(repeats)):  # type: ignore[call-overload]
+                block_stride, block_dilation = (stride, previous_dilation) if i == 0 else (1, dilation)
                 if kind == "dense":
-                    blocks.append(ConvBNAct(channels, out_channels, 3, stride, block_dilation))
+                    blocks.append(ConvBNAct(channels, out_channels, 3, block_stride, block_dilation))
                 else:
-                    blocks.append(DSBlock(channels, out_channels, stride, block_dilation))
+                    blocks.append(DSBlock(channels, out_channels, block_stride, block_dilation))
                 channels = out_channels
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.ModuleList(stages)
+            built.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(built)
         names = ("c2", "c3", "c4", "c5")
         self.feature_channels = {
-            name: stage[-1].out_channels for name, stage in zip(names, stages, strict=True)
+            name: stage[-1].out_channels for name, stage in zip(names, built, strict=True)
         }
         self.feature_strides = {"c2": 4, "c3": 8, "c4": min(16, output_stride), "c5": output_stride}
         self.stride = output_stride

@@ -22,12 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import nn
-
-from edgeseg.models.backbones.dsnet import DSBlock
-from edgeseg.models.backbones.mobilenetv2 import make_divisible
-from edgeseg.models.layers import ConvBNAct
+from edgeseg.models.backbones.dsnet import DSNet
 
 # block kind ("dense" 3×3 ConvBNAct or "separable" DSBlock), output channels, repeats, stride of the first
 # block; one row per stage c2..c5. The stem (a 4×4 stride-4 "patchify" convolution by default) already
@@ -42,10 +37,11 @@ QDSNET_STEM_CHANNELS = 32
 QDSNET_STEM_STRIDE = 4
 
 
-class QDSNet(nn.Module):
-    """The QDSNet backbone; ``forward`` returns the stage maps ``c2``..``c5``.
+class QDSNet(DSNet):
+    """The QDSNet backbone: :class:`~edgeseg.models.backbones.dsnet.DSNet` with the layout
+    :data:`QDSNET_STAGES` and a 4×4 stride-4 stem; ``forward`` returns the stage maps ``c2``..``c5``.
 
-    ``stages`` and ``stem_channels`` override the layout (rows as in :data:`QDSNET_STAGES`)."""
+    ``stages``, ``stem_channels`` and ``stem_stride`` override the layout."""
 
     def __init__(
         self,
@@ -55,65 +51,4 @@ class QDSNet(nn.Module):
         stem_channels: int = QDSNET_STEM_CHANNELS,
         stem_stride: int = QDSNET_STEM_STRIDE,
     ) -> None:
-        super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        if width_mult <= 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
-        if len(stages) != 4:
-            raise ValueError(f"QDSNet needs 4 stage rows (c2..c5), got {len(stages)}")
-        if stem_stride not in (2, 4) or stem_stride * int(stages[0][3]) != 4:  # type: ignore[call-overload]
-            raise ValueError(
-                f"the stem stride ({stem_stride}) times the c2 stage's stride ({stages[0][3]}) must be 4"
-            )
-        channels = make_divisible(stem_channels * width_mult, 16)
-        if stem_stride == 2:
-            self.stem = ConvBNAct(3, channels, 3, stride=2)
-        else:
-            self.stem = nn.Sequential(
-                nn.Conv2d(3, channels, 4, 4, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
-            )
-        current_stride, dilation = stem_stride, 1
-        built: list[nn.Sequential] = []
-        for kind, width, repeats, first_stride in stages:
-            if kind not in ("dense", "separable"):
-                raise ValueError(f"QDSNet block kind must be 'dense' or 'separable', got {kind!r}")
-            out_channels = make_divisible(int(width) * width_mult, 16)  # type: ignore[call-overload]
-            stride = int(first_stride)  # type: ignore[call-overload]
-            previous_dilation = dilation
-            if current_stride >= output_stride:
-                dilation *= stride
-                stride = 1
-            else:
-                current_stride *= stride
-            blocks: list[nn.Module] = []
-            for i in range(int(repeats)):  # type: ignore[call-overload]
-                block_stride, block_dilation = (stride, previous_dilation) if i == 0 else (1, dilation)
-                if kind == "dense":
-                    blocks.append(ConvBNAct(channels, out_channels, 3, block_stride, block_dilation))
-                else:
-                    blocks.append(DSBlock(channels, out_channels, block_stride, block_dilation))
-                channels = out_channels
-            built.append(nn.Sequential(*blocks))
-        self.stages = nn.ModuleList(built)
-        names = ("c2", "c3", "c4", "c5")
-        self.feature_channels = {
-            name: stage[-1].out_channels for name, stage in zip(names, built, strict=True)
-        }
-        self.feature_strides = {"c2": 4, "c3": 8, "c4": min(16, output_stride), "c5": output_stride}
-        self.stride = output_stride
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The stage maps ``c2``..``c5``."""
-        x = self.stem(x)
-        maps: dict[str, torch.Tensor] = {}
-        for name, stage in zip(("c2", "c3", "c4", "c5"), self.stages, strict=True):
-            x = stage(x)
-            maps[name] = x
-        return maps
+        super().__init__(width_mult, output_stride, stages, stem_channels, stem_stride)
