@@ -74,3 +74,26 @@ def test_student_has_at_most_a_tenth_of_the_teacher_flops(path: Path) -> None:
     _, student_gmacs = complexity(create(recipe.model.name, num_classes=8, **recipe.model.kwargs), (64, 64))
     _, teacher_gmacs = complexity(create(teacher.model.name, num_classes=8, **teacher.model.kwargs), (64, 64))
     assert student_gmacs <= teacher_gmacs / 10
+
+
+INHERITING = [
+    p for p in DISTILL_RECIPES if load_distill_recipe(p).section("distill").student_init == "teacher"
+]
+
+
+def test_a_recipe_inherits_the_teacher_weights() -> None:
+    assert [p.name for p in INHERITING] == ["distill_lraspp_dsnet.yaml"]
+
+
+@pytest.mark.parametrize("path", INHERITING, ids=lambda p: p.name)
+def test_student_init_from_teacher_fits_the_teacher_recipe(path: Path) -> None:
+    from edgeseg.distill.inherit import inherit_weights
+    from edgeseg.models import create
+
+    recipe = load_distill_recipe(path)
+    teacher = load_recipe(RECIPES.parent / recipe.section("distill").teacher_recipe)
+    report = inherit_weights(
+        create(recipe.model.name, num_classes=8, **recipe.model.kwargs),
+        create(teacher.model.name, num_classes=8, **teacher.model.kwargs),
+    )
+    assert not report.kept, f"{path.name}: tensors the teacher cannot fill: {report.kept[:3]}"

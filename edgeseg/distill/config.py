@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from edgeseg.errors import InputError
 
+STUDENT_INITS = ("scratch", "teacher")
+
 
 @dataclass
 class LossWeights:
@@ -41,6 +43,9 @@ class DistillConfig:
     ``feature_pairs``
     maps student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair
     gets a 1×1-conv adapter that trains with the student and is dropped from the saved student.
+    ``student_init``: ``scratch`` (the student's own initialisation, as ``edgeseg train`` builds it) or
+    ``teacher``: weight selection from the teacher (``edgeseg.distill.inherit``), for a student that is a
+    narrower copy of the teacher's architecture (the same model at a smaller ``width_mult``).
     """
 
     teacher: str = ""
@@ -51,8 +56,13 @@ class DistillConfig:
     relation_tau: float = 1.0
     logit_stride: int = 1
     feature_pairs: dict[str, str] = field(default_factory=dict)
+    student_init: str = "scratch"
 
     def __post_init__(self) -> None:
+        if self.student_init not in STUDENT_INITS:
+            raise InputError(
+                f"distill.student_init: expected one of {list(STUDENT_INITS)}, got {self.student_init!r}"
+            )
         for name in ("kd_tau", "cwd_tau", "relation_tau"):
             if getattr(self, name) <= 0:
                 raise InputError(f"distill.{name}: expected a temperature > 0, got {getattr(self, name)}")

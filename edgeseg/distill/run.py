@@ -84,6 +84,13 @@ def distill(
         cfg.teacher, classes=train_ds.classes, mean=IMAGENET_MEAN, std=IMAGENET_STD
     )
     say(f"teacher: {teacher_ckpt['model']['name']} from {cfg.teacher}")
+    if cfg.student_init == "teacher" and not resume:
+        from edgeseg.distill.inherit import inherit_weights
+
+        try:
+            say(inherit_weights(student, teacher).summary())
+        except ValueError as err:
+            raise InputError(f"distill.student_init=teacher: {cfg.teacher}: {err}") from err
     adapters = None
     if cfg.weights.feature > 0:
         adapters = FeatureAdapters(cfg.feature_pairs, student.feature_channels, teacher.feature_channels)
