@@ -2,13 +2,15 @@
 
 Trains (or takes ``--teacher CKPT``) the teacher of a distillation recipe, then, for each seed, the student
 alone (the recipe without its ``distill`` section, i.e. the plain label loss) and the distilled student, under
-the same schedule, seed, initial weights and data order. Reports the teacher's mIoU, the student-alone and
+the same schedule, seed, initial weights and data order (unless the recipe starts the student from the
+teacher's weights, ``distill.student_init: teacher``). Reports the teacher's mIoU, the student-alone and
 distilled mIoU (mean ± sample std over seeds, final epoch — no selection on the validation split), the share
 of the teacher–student gap closed, and the parameter, FLOP and ONNX Runtime latency ratios of student to
 teacher. Writes ``<out>.md`` and ``<out>.json`` (default ``benchmarks/results/distill``).
 
     python benchmarks/distill.py                                  # DeepLabV3+-R50 → DeepLabV3+-MobileNetV2
     python benchmarks/distill.py --recipe recipes/distill_unet.yaml
+    python benchmarks/distill.py --recipe recipes/distill_lraspp_dsnet.yaml   # wide LR-ASPP → LR-ASPP
     python benchmarks/distill.py --recipe recipes/distill_unet_lraspp.yaml --teacher runs/unet/best.pt \
         --teacher-command "edgeseg train recipes/unet.yaml ..."   # a teacher trained beforehand
     python benchmarks/distill.py --epochs 1 --seeds 1 --set data.synthetic_train=64   # smoke run
@@ -234,7 +236,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"(at {r['gflops']['size']}×{r['gflops']['size']}), ONNX Runtime p50 latency {lat['p50_ratio']:.3f}",
         f"- distill settings: weights {r['distill']['weights']}, kd_tau {r['distill']['kd_tau']}, "
         f"cwd_tau {r['distill']['cwd_tau']}, relation_tau {r['distill'].get('relation_tau')}, "
-        f"feature pairs {r['distill']['feature_pairs']}",
+        f"feature pairs {r['distill']['feature_pairs']}, "
+        f"student init {r['distill'].get('student_init', 'scratch')}",
         f"- data: {r['data_scale']}; student overrides {r['student_overrides']}",
         "",
         "| seed | alone mIoU | distilled mIoU | alone wall (s) | distilled wall (s) |",

@@ -12,7 +12,7 @@ from edgeseg.errors import InputError
 from edgeseg.pipeline import load_pipeline_recipe
 from edgeseg.pipeline.config import fingerprint
 from edgeseg.pipeline.figures import ParetoPoint, pareto_front
-from edgeseg.pipeline.report import data_overrides, distillation_summary, reproduce_commands
+from edgeseg.pipeline.report import _distill_method, data_overrides, distillation_summary, reproduce_commands
 from edgeseg.pipeline.stages import StageBook
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
@@ -178,3 +178,14 @@ def test_check_commands_read_the_reports_validation_images() -> None:
     for i, (image, mask) in enumerate(cli_side):
         assert image.shape == (40, 40, 3)
         assert (image == pipeline_side[i][0]).all() and (mask == pipeline_side[i][1]).all()
+
+
+def test_report_says_how_the_student_was_distilled() -> None:
+    settings = {"weights": {"ce": 1.0, "kd": 0.0, "cwd": 3.0, "feature": 1.0}, "cwd_tau": 8.0,
+                "student_init": "teacher"}  # fmt: skip
+    assert _distill_method(settings) == (
+        "; losses: labels, CWD ×3 (τ 8), feature KD ×1; student initialised from the teacher's weights "
+        "(weight selection)"
+    )
+    assert _distill_method({"weights": {"kd": 2.0}, "kd_tau": 4.0}) == "; losses: pixel KD ×2 (τ 4)"
+    assert _distill_method(None) == ""

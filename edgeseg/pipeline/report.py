@@ -161,6 +161,28 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+def _distill_method(settings: Mapping[str, Any] | None) -> str:
+    """How the student was distilled, from the recipe's ``distill`` section (empty when it is absent)."""
+    if not settings:
+        return ""
+    weights = settings.get("weights") or {}
+    names = {
+        "ce": ("labels", None), "kd": ("pixel KD", "kd_tau"), "cwd": ("CWD", "cwd_tau"),
+        "feature": ("feature KD", None), "relation": ("relation KD", "relation_tau"),
+    }  # fmt: skip
+    terms = []
+    for key, (label, tau) in names.items():
+        weight = weights.get(key, 0)
+        if weight:
+            detail = f" ×{weight:g}" if key != "ce" or weight != 1 else ""
+            detail += f" (τ {settings[tau]:g})" if tau and tau in settings else ""
+            terms.append(label + detail)
+    text = "; losses: " + ", ".join(terms) if terms else ""
+    if settings.get("student_init") == "teacher":
+        text += "; student initialised from the teacher's weights (weight selection)"
+    return text
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown: summary, model table, parity table, figures, INT8 gate, settings, commands."""
     models = report["models"]
@@ -184,7 +206,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             f"- Distillation: the student alone reaches {100 * d['student_miou']:.2f} % mIoU, distilled "
             f"{100 * d['distilled_miou']:.2f} % ({100 * d['gain']:+.2f} points{closed}; teacher "
-            f"{100 * d['teacher_miou']:.2f} %)."
+            f"{100 * d['teacher_miou']:.2f} %)" + _distill_method(report["recipe"].get("distill")) + "."
         )
     lines.append("- INT8: " + _int8_line(report["int8"]))
     if "teacher" in models and "distilled" in models:
