@@ -37,6 +37,20 @@ def test_quickstart_recipe_loads_and_builds_stage_recipes() -> None:
     assert spec.section("export").checkpoint == "last"  # no model selection on the reported split
 
 
+def test_quickstart_student_can_inherit_the_teacher_weights() -> None:
+    from edgeseg.distill.inherit import inherit_weights
+    from edgeseg.models import create
+
+    spec = load_pipeline_recipe(QUICKSTART)
+    assert spec.distill_recipe("t.pt").section("distill").student_init == "teacher"
+    teacher, student = spec.teacher_recipe().model, spec.student_recipe().model
+    report = inherit_weights(
+        create(student.name, num_classes=8, **student.kwargs),
+        create(teacher.name, num_classes=8, **teacher.kwargs),
+    )
+    assert not report.kept and report.selected
+
+
 def test_a_stage_augment_section_replaces_the_shared_one() -> None:
     spec = load_pipeline_recipe(QUICKSTART, ["student.augment.cutmix_prob=0.5"])
     teacher, student = spec.teacher_recipe(), spec.student_recipe()
