@@ -16,6 +16,8 @@ Export forms (``--forms``), each measured against its own bare ``session.run``:
 * ``logits`` (the default export): float NCHW in, logits out; the runtime normalizes and takes the argmax;
 * ``argmax`` (``edgeseg export --argmax``): float NCHW in, uint8 labels out; ONNX Runtime takes the argmax,
   the runtime only normalizes;
+* ``preprocess`` (``edgeseg export --preprocess``): uint8 NHWC in, logits out; ONNX Runtime normalizes, the
+  runtime takes the argmax;
 * ``in-graph`` (``--preprocess --argmax``): uint8 NHWC in, labels out; the runtime only hands over the image.
 
 The default measures ``logits`` and ``argmax``; the last line compares the forms' ``predict`` latencies, which
@@ -47,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--forms",
         default="logits,argmax",
-        help="comma-separated export forms of --arch: logits, argmax, in-graph (see above)",
+        help="comma-separated export forms of --arch: logits, argmax, preprocess, in-graph (see above)",
     )
     p.add_argument("--size", type=int, default=512, help="image side in pixels")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: ONNX Runtime's)")
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 FORMS = {
     "logits": {"output": "logits", "preprocess": False},
     "argmax": {"output": "argmax", "preprocess": False},
+    "preprocess": {"output": "logits", "preprocess": True},
     "in-graph": {"output": "argmax", "preprocess": True},
 }
 
