@@ -17,7 +17,7 @@ def distill_command(
         typer.Argument(help="Distillation recipe (YAML): the student's training sections plus 'distill:'."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/<recipe name>).")
+        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/RECIPE_NAME).")
     ] = None,
     overrides: Annotated[
         list[str] | None,
@@ -31,6 +31,9 @@ def distill_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Distil a teacher checkpoint into a student: pixel-wise KD, channel-wise KD and feature KD plus CE.
+
+    With distill.student_init=teacher, a student that is a narrower copy of the teacher's design starts
+    from the teacher's own weights (weight selection).
 
     The run folder gets best.pt / last.pt (ordinary student checkpoints, adapters dropped), metrics.jsonl
     (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.

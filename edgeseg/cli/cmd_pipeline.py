@@ -11,7 +11,7 @@ import typer
 def pipeline_command(
     recipe: Annotated[Path, typer.Argument(help="Pipeline recipe (YAML), e.g. recipes/quickstart.yaml.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output folder (default: runs/<recipe name>).")
+        Path | None, typer.Option("-o", "--output", help="Output folder (default: runs/RECIPE_NAME).")
     ] = None,
     overrides: Annotated[
         list[str] | None,

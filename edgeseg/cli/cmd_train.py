@@ -20,7 +20,7 @@ def train_command(
         Path | None, typer.Argument(help="Training recipe (YAML), e.g. recipes/unet.yaml.")
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/<recipe name>).")
+        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/RECIPE_NAME).")
     ] = None,
     overrides: Annotated[
         list[str] | None,

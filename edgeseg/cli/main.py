@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help paragraphs reflow to the terminal, not at source line breaks
 )
 
 # Each entry is a module `edgeseg.cli.cmd_<name>` exposing `register(app)`.
