@@ -7,12 +7,15 @@
   with the student).
 - ``objective``: :class:`DistillObjective`, what ``edgeseg.train.fit`` minimises in a distillation run.
 - ``teacher``: :func:`load_teacher` (frozen, with checks against the data's classes and normalization).
+- ``inherit``: :func:`inherit_weights`, weight selection that starts a narrower student from its teacher
+  (``distill.student_init: teacher``).
 - ``config``: :class:`DistillConfig`, the recipe's ``distill:`` section.
 - ``run``: :func:`distill` (what ``edgeseg distill`` runs) and the recipe loaders.
 """
 
 from edgeseg.distill.adapters import FeatureAdapters
 from edgeseg.distill.config import DistillConfig, LossWeights
+from edgeseg.distill.inherit import InheritReport, inherit_weights
 from edgeseg.distill.losses import (
     channelwise_kd_loss,
     feature_kd_loss,
@@ -29,11 +32,13 @@ __all__ = [
     "DistillConfig",
     "DistillObjective",
     "FeatureAdapters",
+    "InheritReport",
     "LossWeights",
     "channelwise_kd_loss",
     "distill",
     "feature_kd_loss",
     "freeze",
+    "inherit_weights",
     "load_distill_recipe",
     "load_teacher",
     "pixel_kd_loss",
