@@ -86,6 +86,10 @@ def test_distill_run_starts_from_the_teacher_weights(tmp_path: Path) -> None:
     stem = "backbone.stem.0.weight"
     picked = spread_indices(teacher_state[stem].shape[0], saved[stem].shape[0])
     assert torch.equal(saved[stem], teacher_state[stem][picked])
+    # a resumed run continues from last.pt: no second weight selection over the trained student
+    result = _invoke("--resume", str(tmp_path / "run"), "--set", "train.epochs=2", "--quiet")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "weight selection" not in result.output
 
 
 def test_student_init_value_and_unfit_teacher_are_clear_errors(tmp_path: Path) -> None:
