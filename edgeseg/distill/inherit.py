@@ -60,9 +60,10 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> InheritReport:
     Raises ``ValueError`` when no tensor at all can be taken over: the two are different architectures.
     """
     teacher_state = teacher.state_dict()
+    own = student.state_dict()
     report = InheritReport()
     new_state = {}
-    for name, value in student.state_dict().items():
+    for name, value in own.items():
         source = teacher_state.get(name)
         if source is None or source.ndim != value.ndim or any(
             t < s for t, s in zip(source.shape, value.shape, strict=True)
@@ -78,6 +79,5 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> InheritReport:
     if not report.selected and not report.copied:
         raise ValueError("no tensor of the teacher fits the student: weight selection needs a narrower copy "
                          "of the teacher's architecture")
-    student.load_state_dict({k: v.to(student.state_dict()[k].dtype) for k, v in new_state.items()},
-                            strict=False)
+    student.load_state_dict({k: v.to(own[k].dtype) for k, v in new_state.items()}, strict=False)
     return report
