@@ -48,9 +48,12 @@ def _app():
     return app
 
 
-def _teacher(path: Path, classes: list[str] = SYNTHETIC_CLASSES) -> Path:
+def _teacher(
+    path: Path, classes: list[str] = SYNTHETIC_CLASSES, name: str = "unet", **kwargs: object
+) -> Path:
+    """A teacher checkpoint with random weights (seed 0): a small U-Net unless ``name``/``kwargs`` say."""
     torch.manual_seed(0)
-    model = create("unet", num_classes=len(classes), base_channels=8, depth=2)
+    model = create(name, num_classes=len(classes), **(kwargs or {"base_channels": 8, "depth": 2}))
     palette = (SYNTHETIC_PALETTE * 2)[: len(classes)]
     save_checkpoint(make_checkpoint(model, classes=classes, palette=palette), path)
     return path

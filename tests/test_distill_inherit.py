@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
+from edgeseg.checkpoint import load_checkpoint
 from edgeseg.distill.inherit import inherit_weights, select_tensor, spread_indices
 from edgeseg.errors import InputError
 from edgeseg.models import create
-from tests.test_distill_cli import _invoke, _recipe
+from tests.test_distill_cli import _invoke, _recipe, _teacher
 
 
 def test_spread_indices_are_even_and_start_at_zero() -> None:
@@ -65,10 +64,7 @@ def test_other_architecture_is_refused() -> None:
 
 
 def _lraspp_teacher(path: Path) -> Path:
-    torch.manual_seed(0)
-    model = create("lraspp_dsnet", num_classes=len(SYNTHETIC_CLASSES), width_mult=2.0)
-    save_checkpoint(make_checkpoint(model, classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE), path)
-    return path
+    return _teacher(path, name="lraspp_dsnet", width_mult=2.0)
 
 
 def test_distill_run_starts_from_the_teacher_weights(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgeseg.models.backbones import create_backbone
-from edgeseg.models.backbones.qdsnet import QDSNET_STAGES, QDSNET_STEM_CHANNELS, QDSNET_STEM_STRIDE, QDSNet
+from edgeseg.models.backbones.qdsnet import QDSNet
 from edgeseg.models.base import SegmentationModel
 from edgeseg.models.deeplab import DeepLabV3Plus
 from edgeseg.models.layers import ConvBNAct, upsample
@@ -145,16 +145,9 @@ class FPNQDSNet(SegmentationModel):
     """QDSNet + FPN-lite decoder on ``c3``, ``c4``, ``c5``; logits at stride 8, bilinear ×8 once."""
 
     def __init__(
-        self,
-        num_classes: int,
-        width_mult: float,
-        output_stride: int,
-        decoder_channels: int,
-        stages: Sequence[Sequence[object]] = QDSNET_STAGES,
-        stem_channels: int = QDSNET_STEM_CHANNELS,
-        stem_stride: int = QDSNET_STEM_STRIDE,
+        self, num_classes: int, width_mult: float, output_stride: int, decoder_channels: int
     ) -> None:
-        body = QDSNet(width_mult, output_stride, stages, stem_channels, stem_stride)
+        body = QDSNet(width_mult, output_stride)
         super().__init__(num_classes, stride=body.stride)
         self.backbone = body
         channels, strides = body.feature_channels, body.feature_strides

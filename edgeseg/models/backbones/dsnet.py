@@ -48,21 +48,28 @@ class DSBlock(nn.Module):
 class DSNet(nn.Module):
     """The DSNet backbone; ``forward`` returns the stage maps ``c2``..``c5``.
 
-    ``stages`` (rows as in :data:`DSNET_STAGES`), ``stem_channels`` and ``stem_stride`` change the layout:
-    the stem is a 3×3 stride-2 convolution, or with ``stem_stride=4`` a 4×4 stride-4 "patchify" one; the
-    stem stride times the c2 row's stride must be 4. :class:`~edgeseg.models.backbones.qdsnet.QDSNet` is
-    DSNet with its own layout.
+    ``stages`` (rows as in :data:`DSNET_STAGES`), ``stem_channels`` and ``stem_stride`` change the layout
+    (None: the class's ``STAGES``, ``STEM_CHANNELS``, ``STEM_STRIDE``): the stem is a 3×3 stride-2
+    convolution, or with ``stem_stride=4`` a 4×4 stride-4 "patchify" one; the stem stride times the c2 row's
+    stride must be 4. :class:`~edgeseg.models.backbones.qdsnet.QDSNet` is DSNet with its own layout.
     """
+
+    STAGES: Sequence[Sequence[object]] = DSNET_STAGES
+    STEM_CHANNELS: int = STEM_CHANNELS
+    STEM_STRIDE: int = 2
 
     def __init__(
         self,
         width_mult: float = 1.0,
         output_stride: int = 32,
-        stages: Sequence[Sequence[object]] = DSNET_STAGES,
-        stem_channels: int = STEM_CHANNELS,
-        stem_stride: int = 2,
+        stages: Sequence[Sequence[object]] | None = None,
+        stem_channels: int | None = None,
+        stem_stride: int | None = None,
     ) -> None:
         super().__init__()
+        stages = self.STAGES if stages is None else stages
+        stem_channels = self.STEM_CHANNELS if stem_channels is None else stem_channels
+        stem_stride = self.STEM_STRIDE if stem_stride is None else stem_stride
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if width_mult <= 0:

@@ -20,8 +20,6 @@ striding. ``stem_stride=2`` gives a 3×3 stride-2 stem instead (the c2 row must 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from edgeseg.models.backbones.dsnet import DSNet
 
 # block kind ("dense" 3×3 ConvBNAct or "separable" DSBlock), output channels, repeats, stride of the first
@@ -41,14 +39,8 @@ class QDSNet(DSNet):
     """The QDSNet backbone: :class:`~edgeseg.models.backbones.dsnet.DSNet` with the layout
     :data:`QDSNET_STAGES` and a 4×4 stride-4 stem; ``forward`` returns the stage maps ``c2``..``c5``.
 
-    ``stages``, ``stem_channels`` and ``stem_stride`` override the layout."""
+    ``stages``, ``stem_channels`` and ``stem_stride`` override the layout, as for DSNet."""
 
-    def __init__(
-        self,
-        width_mult: float = 1.0,
-        output_stride: int = 32,
-        stages: Sequence[Sequence[object]] = QDSNET_STAGES,
-        stem_channels: int = QDSNET_STEM_CHANNELS,
-        stem_stride: int = QDSNET_STEM_STRIDE,
-    ) -> None:
-        super().__init__(width_mult, output_stride, stages, stem_channels, stem_stride)
+    STAGES = QDSNET_STAGES
+    STEM_CHANNELS = QDSNET_STEM_CHANNELS
+    STEM_STRIDE = QDSNET_STEM_STRIDE
