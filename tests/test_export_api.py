@@ -126,6 +126,42 @@ def test_unknown_metadata_key_is_refused_with_a_suggestion(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_coarse_export_stops_before_the_final_upsampling_and_passes_the_gate(tmp_path, logits_export):
+    path = tmp_path / "coarse.onnx"
+    report = to_onnx(PaddingNet(), path, coarse=True, metadata={"pads_internally": True}, mean=MEAN, std=STD)
+    assert report.upsample == 8 and read_metadata(path).upsample == 8 and report.validation.passed
+    assert report.validation.max_abs_diff < 1e-4 and report.to_dict()["upsample"] == 8
+    model = onnx.load(path)
+    assert "Resize" not in {n.op_type for n in model.graph.node}
+    dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 4, "coarse_height", "coarse_width"]
+    x = np.random.default_rng(2).standard_normal((1, 3, 33, 47), dtype=np.float32)
+    full = torch.from_numpy(_run(logits_export[0], x))
+    coarse = _run(path, x)
+    assert coarse.shape == (1, 4, 5, 6)  # 33×47 padded to 40×48, at 1/8
+    upsampled = F.interpolate(torch.from_numpy(coarse), scale_factor=8, mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(upsampled[..., :33, :47].numpy(), full.numpy(), atol=1e-5)
+
+
+def test_coarse_export_is_refused_where_it_cannot_apply(tmp_path):
+    with pytest.raises(InputError, match="coarse export returns logits"):
+        to_onnx(PaddingNet(), tmp_path / "a.onnx", coarse=True, output="argmax", validate=False)
+    flat = nn.Sequential(nn.Conv2d(3, 4, 1))
+    with pytest.raises(InputError, match="ends in a Conv node, not in a bilinear upsampling"):
+        to_onnx(flat, tmp_path / "b.onnx", coarse=True, validate=False)
+
+    class Nearest(PaddingNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[-2], x.shape[-1]
+            ph, pw = (h + 7) // 8 * 8 - h, (w + 7) // 8 * 8 - w
+            y = self.head(self.body(F.pad(x, (0, pw, 0, ph))))
+            return F.interpolate(y, scale_factor=8.0, mode="nearest")[:, :, :h, :w]
+
+    with pytest.raises(InputError, match="mode=nearest"):
+        to_onnx(Nearest(), tmp_path / "c.onnx", coarse=True, validate=False)
+    assert not any(tmp_path.iterdir())
+
+
 def test_argmax_variant_gives_uint8_labels_equal_to_pytorch_argmax(tmp_path):
     path = tmp_path / "argmax.onnx"
     report = to_onnx(PaddingNet(), path, output="argmax")

@@ -56,3 +56,20 @@ def test_export_fp16_keeps_float32_io(checkpoint, tmp_path):
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert read_metadata(out).precision == "fp16"
+
+
+def test_coarse_export_quantizes_and_keeps_its_upsampling_factor(checkpoint, tmp_path):
+    """The INT8 gate labels the coarse logits at full size (upsample_argmax) and the factor survives."""
+    import numpy as np
+
+    from edgeseg.runtime import Segmenter
+
+    out = tmp_path / "coarse.int8.onnx"
+    args = ["export", str(checkpoint), "-o", str(out), "--coarse", "--int8", "--calib", "synthetic"]
+    result = CliRunner().invoke(app, [*args, "--calib-size", "4", "--data", "synthetic", "--max-images", "2"])
+    assert result.exit_code == 0, result.output
+    assert "logits output at 1/8 (the runtime upsamples)" in result.output
+    meta = read_metadata(out)
+    assert (meta.precision, meta.upsample) == ("int8", 8)
+    image = np.random.default_rng(0).integers(0, 256, (61, 90, 3), dtype=np.uint8)
+    assert Segmenter(out, provider="cpu").predict(image).shape == (61, 90)

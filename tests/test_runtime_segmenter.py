@@ -110,10 +110,11 @@ def models(student, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("runtime_models")
     palette = [[i * 40, 0, 255 - i * 40] for i in range(NUM_CLASSES)]
     meta = {"classes": [f"c{i}" for i in range(NUM_CLASSES)], "palette": palette}
-    names = ("logits", "argmax_graph", "static", "nopad", "pw", "pw_lab", "pw_soft")
+    names = ("logits", "argmax_graph", "coarse", "static", "nopad", "pw", "pw_lab", "pw_soft")
     paths = {name: folder / f"{name}.onnx" for name in names}
     fast = {"validate": False, "simplify": False, "metadata": meta}
     to_onnx(student, paths["logits"], **fast)
+    to_onnx(student, paths["coarse"], coarse=True, **fast)
     to_onnx(student, paths["argmax_graph"], output="argmax", preprocess=True, **fast)
     torch.manual_seed(1)
     nopad = StridedNoPad()
@@ -155,6 +156,39 @@ def test_argmax_and_in_graph_preprocessing_work_the_same_from_outside(models):
         np.testing.assert_array_equal(plain.predict(img), mask)
     with pytest.raises(EdgesegError, match="argmax"):
         packed.logits(images[0])
+
+
+def test_coarse_export_labels_full_size_images_like_pytorch(student, models):
+    """The graph stops at stride 8; the runtime's labels and scores are those of the full model."""
+    seg = Segmenter(models["paths"]["coarse"], provider="cpu")
+    assert seg.upsample == 8 and "coarse" in seg.describe()
+    images = [rgb(h, w, seed=h * w) for h, w in [*SIZES, (131, 97)]]
+    stride = seg.metadata.stride
+    for img in images:
+        padded = [-(-d // stride) * stride for d in img.shape[:2]]
+        assert seg.run(seg.prepare([img])).shape[-2:] == (padded[0] // 8, padded[1] // 8)
+        ref = torch_scores(student, normalized(img))
+        assert_same_labels(seg.predict(img), ref)
+        np.testing.assert_allclose(seg.logits(img), ref, atol=1e-4)
+    for img, mask in zip(images, seg.predict_batch(images + images[:1]), strict=False):
+        np.testing.assert_array_equal(mask, seg.predict(img))
+    tiled = Segmenter(models["paths"]["coarse"], provider="cpu", tile_size=64)
+    big = rgb(150, 97, seed=5)
+    assert tiled.predict(big).shape == (150, 97)
+    np.testing.assert_allclose(tiled.logits(big)[:, :40, :40], seg.logits(big)[:, :40, :40], atol=0.5)
+
+
+def test_coarse_static_export_matches_the_full_static_export(student, tmp_path):
+    full, coarse = tmp_path / "full.onnx", tmp_path / "coarse.onnx"
+    for path, is_coarse in ((full, False), (coarse, True)):
+        to_onnx(student, path, static_size=(64, 96), preprocess=True, coarse=is_coarse, validate=False)
+    assert [d.dim_value for d in onnx.load(str(coarse)).graph.output[0].type.tensor_type.shape.dim[2:]] == [8, 12]
+    plain, fast = Segmenter(full, provider="cpu"), Segmenter(coarse, provider="cpu")
+    exact, resized = rgb(64, 96, seed=3), rgb(67, 45)
+    assert_same_labels(fast.predict(exact), plain.logits(exact))
+    assert (fast.predict(resized) == plain.predict(resized)).mean() > 0.999
+    for img in (exact, resized):
+        np.testing.assert_allclose(fast.logits(img), plain.logits(img), atol=1e-5)
 
 
 def test_path_pil_and_array_inputs_agree(models, tmp_path):

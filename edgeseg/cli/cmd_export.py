@@ -53,9 +53,10 @@ def print_report(report: Any) -> None:
     shape = "static " + "x".join(map(str, report.static_size)) if report.static_size else "dynamic"
     batch = "dynamic batch" if report.dynamic_batch else "batch 1"
     pre = ", uint8 NHWC input normalized in the graph" if report.preprocess else ""
+    coarse = f" at 1/{report.upsample} (the runtime upsamples)" if report.upsample > 1 else ""
     typer.echo(
         f"exported with {report.exporter} (opset {report.opset}): {shape} size, {batch}, "
-        f"{report.output} output{pre}"
+        f"{report.output} output{coarse}{pre}"
     )
     if report.simplifier:
         typer.echo(
@@ -95,6 +96,15 @@ def export_command(
     softmax: Annotated[bool, typer.Option("--softmax", help="Output class probabilities.")] = False,
     preprocess: Annotated[
         bool, typer.Option("--preprocess", help="Take uint8 NHWC RGB and normalize inside the graph.")
+    ] = False,
+    coarse: Annotated[
+        bool,
+        typer.Option(
+            "--coarse",
+            help="End the graph before the final bilinear upsampling: logits at the output stride, "
+            "upsampled by edgeseg's runtime, which labels full-size images without full-size logits "
+            "(fastest for edgeseg predict and the Python runtime; other consumers must upsample).",
+        ),
     ] = False,
     validate: Annotated[
         bool, typer.Option("--validate/--no-validate", help="Run the parity gate against PyTorch.")
@@ -152,6 +162,7 @@ def export_command(
             simplify=simplify,
             output=output_kind(argmax, softmax),
             preprocess=preprocess,
+            coarse=coarse,
             validate=validate,
             data=data,
             max_images=max_images,

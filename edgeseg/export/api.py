@@ -1,7 +1,9 @@
 """``to_onnx``: any segmentation ``nn.Module`` to a checked, simplified, validated ONNX file.
 
 Steps: probe the model once (its number of classes, dict outputs), wrap it (in-graph preprocessing,
-output kind), export with torch, check the raw graph, simplify and check again, write the metadata,
+output kind), export with torch, check the raw graph, simplify and check again, for a coarse export cut the
+final upsampling off (the runtime does it, more cheaply: ``edgeseg.runtime.ops.upsample_argmax``), write the
+metadata,
 save to a temporary file beside the target, run the parity gate on that file, and only then rename it
 into place. A failed gate leaves the target path untouched.
 """
@@ -9,6 +11,7 @@ into place. A failed gate leaves the target path untouched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -23,6 +26,7 @@ from torch import nn
 
 from edgeseg.errors import EdgesegError, InputError
 from edgeseg.export.check import check_graph
+from edgeseg.export.graph_edits import cut_final_upsample
 from edgeseg.export.metadata import build_metadata, finalize_metadata, write_metadata
 from edgeseg.export.simplify import count_nodes, simplify_model
 from edgeseg.export.torch_export import (
@@ -47,6 +51,7 @@ class ExportReport:
     opset: int
     output: str
     preprocess: bool
+    upsample: int
     dynamic_batch: bool
     static_size: tuple[int, int] | None
     nodes_exported: int
@@ -67,6 +72,7 @@ class ExportReport:
             "opset": self.opset,
             "output": self.output,
             "preprocess": self.preprocess,
+            "upsample": self.upsample,
             "dynamic_batch": self.dynamic_batch,
             "static_size": list(self.static_size) if self.static_size else None,
             "nodes_exported": self.nodes_exported,
@@ -131,6 +137,7 @@ def to_onnx(
     static_size: Sequence[int] | None = None,
     output: str = "logits",
     preprocess: bool = False,
+    coarse: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     metadata: ModelMetadata | Mapping[str, Any] | None = None,
@@ -147,7 +154,11 @@ def to_onnx(
     ``output_key`` picks them). Batch, height and width are dynamic unless ``static_size=(H, W)`` fixes
     height and width (and ``dynamic=False`` also the batch, to 1). ``output`` is ``logits``, ``softmax``
     or ``argmax`` (uint8 labels when classes ≤ 255); ``preprocess`` makes the input uint8 N×H×W×3 RGB,
-    normalized in the graph with ``mean``/``std``. ``metadata`` overrides fields of the stored
+    normalized in the graph with ``mean``/``std``. ``coarse`` (logits only) ends the graph before the final
+    bilinear upsampling: the file returns logits at the model's output stride and records the factor
+    (``upsample`` in the metadata); ``edgeseg.runtime.Segmenter`` takes the argmax at full resolution
+    without building full-resolution logits, which saves most of the cost of the graph's tail (validation
+    compares the upsampled logits with PyTorch's). ``metadata`` overrides fields of the stored
     :class:`ModelMetadata` (classes, palette, stride, ...). ``samples`` — (image, mask) pairs — add the
     real-image and mIoU checks to validation.
 
@@ -160,6 +171,8 @@ def to_onnx(
     check_opset(opset, exporter)
     if output not in OUTPUT_KINDS:
         raise InputError(f"output must be one of {', '.join(OUTPUT_KINDS)}, got {output!r}")
+    if coarse and output != "logits":
+        raise InputError(f"a coarse export returns logits; it cannot have output={output!r}")
     static = _check_static_size(static_size, dynamic)
     samples = list(samples) if samples is not None else None
     with _eval_mode(module):
@@ -216,8 +229,14 @@ def to_onnx(
             set_io_shapes(simplified.model, **io_shapes)
             check_graph(simplified.model, f"the graph simplified by {simplified.tool}")
             final, tool, note = simplified.model, simplified.tool, simplified.note
+    upsample = _cut_upsample(final, io_shapes, module) if coarse else 1
     meta = finalize_metadata(
-        meta, output=output, preprocess=preprocess, opset=exported.opset, static_size=static
+        meta,
+        output=output,
+        preprocess=preprocess,
+        opset=exported.opset,
+        static_size=static,
+        upsample=upsample,
     )
     write_metadata(final, meta)
     result = None
@@ -243,6 +262,7 @@ def to_onnx(
         opset=exported.opset,
         output=output,
         preprocess=preprocess,
+        upsample=upsample,
         dynamic_batch=dynamic,
         static_size=static,
         nodes_exported=count_nodes(raw),
@@ -255,6 +275,26 @@ def to_onnx(
         seconds=time.perf_counter() - start,
         warnings=exported.warnings,
     )
+
+
+def _cut_upsample(model: onnx.ModelProto, io_shapes: dict[str, Any], module: nn.Module) -> int:
+    """Cut the final upsampling off ``model`` (in place), declare the coarse output; return the factor."""
+    try:
+        factor = cut_final_upsample(model)
+    except ValueError as err:
+        raise InputError(f"cannot export {type(module).__name__} coarse: {err}") from err
+    size = io_shapes["size"]
+    coarse_size: tuple[int | str, int | str] = ("coarse_height", "coarse_width")
+    if size is not None:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        source = model.graph.node[-1].input[0]
+        for info in inferred.graph.value_info:
+            dims = info.type.tensor_type.shape.dim
+            if info.name == source and len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
+                coarse_size = (dims[2].dim_value, dims[3].dim_value)
+    set_io_shapes(model, **io_shapes, output_size=coarse_size)
+    check_graph(model, "the coarse graph")
+    return factor
 
 
 def _gate_failure(
@@ -271,6 +311,7 @@ def _gate_failure(
     """Build the error for a failed gate, saying whether simplification or the export itself is to blame."""
     blame = ""
     if tool is not None:
+        meta = dataclasses.replace(meta, upsample=1)  # the raw graph still ends in its upsampling
         write_metadata(raw, meta)
         raw_result = validate_onnx(
             raw, module, metadata=meta, output_key=output_key, num_classes=num_classes, tolerances=tolerances

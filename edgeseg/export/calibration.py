@@ -21,6 +21,8 @@ from edgeseg.errors import InputError
 from edgeseg.export.feeds import Feed, fixed_dims, image_feed, random_feeds
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.model_io import output_fits
+from edgeseg.runtime.ops import upsample_argmax
 
 
 def open_dataset(data: str | os.PathLike | Any, split: str) -> Any:
@@ -156,9 +158,17 @@ def make_session(path: str | os.PathLike, threads: int | None = None) -> Any:
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
-def output_labels(output: np.ndarray, kind: str, crop: tuple[int, int] | None = None) -> np.ndarray:
-    """N×H×W labels from a model output (logits/softmax: argmax over channels), cropped to ``crop``."""
-    labels = output if kind == "argmax" else np.asarray(output).argmax(axis=1)
+def output_labels(
+    output: np.ndarray, kind: str, crop: tuple[int, int] | None = None, upsample: int = 1
+) -> np.ndarray:
+    """N×H×W labels from a model output (logits/softmax: argmax over channels; a coarse export's logits:
+    argmax of their upsampling by ``upsample``), cropped to ``crop``."""
+    if kind == "argmax":
+        labels = output
+    elif upsample > 1:
+        labels = np.stack([upsample_argmax(o, upsample) for o in np.asarray(output)])
+    else:
+        labels = np.asarray(output).argmax(axis=1)
     if crop is not None:
         labels = labels[:, : crop[0], : crop[1]]
     return labels
@@ -210,10 +220,12 @@ def compare_models(
         if reference_cache is not None and feed.name in reference_cache:
             ref = reference_cache[feed.name]
         else:
-            ref = output_labels(reference.run(None, {input_name: feed.array})[0], meta.output, feed.crop)
+            out = reference.run(None, {input_name: feed.array})[0]
+            ref = output_labels(out, meta.output, feed.crop, meta.upsample)
             if reference_cache is not None:
                 reference_cache[feed.name] = ref
-        got = output_labels(candidate.run(None, {input_name: feed.array})[0], meta.output, feed.crop)
+        out = candidate.run(None, {input_name: feed.array})[0]
+        got = output_labels(out, meta.output, feed.crop, meta.upsample)
         same += int((ref == got).sum())
         total += ref.size
         if feed.masks is None:
@@ -253,7 +265,7 @@ def check_sizes(session: Any, meta: ModelMetadata, size: tuple[int, int]) -> lis
             raise EdgesegError(f"the converted model fails on {feed.name}: {first}") from err
         spatial = feed.array.shape[1:3] if meta.input_layout == "NHWC" else feed.array.shape[2:4]
         got = out.shape[1:3] if meta.output == "argmax" else out.shape[2:4]
-        if tuple(got) != tuple(spatial) or out.shape[0] != feed.array.shape[0]:
+        if not output_fits(got, spatial, meta) or out.shape[0] != feed.array.shape[0]:
             raise EdgesegError(f"the converted model gives an output of shape {out.shape} for {feed.name}")
         ran.append(feed.name.removeprefix("random "))
     return ran

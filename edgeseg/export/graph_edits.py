@@ -1,4 +1,7 @@
-"""Small ONNX graph edits shared by the INT8 and FP16 converters.
+"""Small ONNX graph edits shared by the exporter and the INT8 and FP16 converters.
+
+- :func:`cut_final_upsample`: end the graph before its final bilinear upsampling (a "coarse" export, whose
+  runtime takes the argmax at full resolution without building full-resolution logits).
 
 - :func:`tail_nodes`: the nodes after the last weighted op (the final upsampling, argmax/softmax, the crop);
   they stay float32 so that no quantization or half-precision round trip runs at full resolution.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
@@ -103,3 +108,72 @@ def restore_io(model: onnx.ModelProto, source: onnx.ModelProto) -> None:
     keep = [o for o in model.opset_import if (o.domain or "") in used | {"", "ai.onnx"}]
     del model.opset_import[:]
     model.opset_import.extend(keep)
+
+
+def _constant(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    """The value of tensor ``name`` when it is an initializer or a Constant node's output, else None."""
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return numpy_helper.to_array(attr.t)
+    return None
+
+
+def _is_spatial_crop(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
+    """Whether a Slice keeps the top-left corner of an N×C×H×W tensor (starts 0, step 1, on H and W only)."""
+    inputs = list(node.input) + [""] * (5 - len(node.input))
+    starts, axes, steps = (_constant(model, inputs[i]) if inputs[i] else None for i in (1, 3, 4))
+    if starts is None or np.any(starts != 0):
+        return False
+    if axes is not None and not set(int(a) for a in axes) <= {2, 3, -1, -2}:
+        return False
+    return steps is None or bool(np.all(steps == 1))
+
+
+def cut_final_upsample(model: onnx.ModelProto) -> int:
+    """End ``model`` before its final bilinear upsampling by an integer factor; return the factor.
+
+    The graph must end in a ``Resize`` (linear, half-pixel centres, as PyTorch's ``align_corners=False``)
+    with constant scales (1, 1, f, f), optionally followed by the crop that removes the padding to the
+    model's stride (``Slice`` nodes from the origin). The output keeps its name and now carries the coarse
+    logits; the crop is left to the caller, who knows the input's size. Raises ``ValueError`` saying what
+    the graph ends in otherwise.
+    """
+    producer = {out: node for node in model.graph.node for out in node.output}
+    output = model.graph.output[0].name
+    node = producer.get(output)
+    while node is not None and node.op_type == "Slice" and _is_spatial_crop(model, node):
+        node = producer.get(node.input[0])
+    if node is None or node.op_type != "Resize":
+        ends = "an input" if node is None else f"a {node.op_type} node"
+        raise ValueError(f"the graph ends in {ends}, not in a bilinear upsampling (Resize)")
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    mode = attrs.get("mode", b"nearest").decode()
+    transform = attrs.get("coordinate_transformation_mode", b"half_pixel").decode()
+    if mode != "linear" or transform not in ("half_pixel", "pytorch_half_pixel") or attrs.get("antialias"):
+        raise ValueError(
+            f"the final Resize is mode={mode}, coordinate_transformation_mode={transform}; only bilinear "
+            "upsampling with half-pixel centres (align_corners=False, no antialias) can be left to the "
+            "runtime"
+        )
+    scales = _constant(model, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    factor = float(scales[-1]) if scales is not None and scales.size == 4 else 0.0
+    if (
+        scales is None
+        or scales.size != 4
+        or not np.all(scales[:2] == 1)
+        or scales[2] != scales[3]
+        or factor != int(factor)
+        or factor < 2
+    ):
+        raise ValueError(f"the final Resize has scales {scales}, not a constant integer factor (1, 1, f, f)")
+    model.graph.node.append(helper.make_node("Identity", [node.input[0]], [output], name="coarse_logits"))
+    for consumer in list(model.graph.node):
+        if consumer is not model.graph.node[-1] and output in consumer.output:
+            model.graph.node.remove(consumer)
+    prune_dead_nodes(model)
+    return int(factor)

@@ -70,11 +70,13 @@ def finalize_metadata(
     preprocess: bool,
     opset: int,
     static_size: tuple[int, int] | None,
+    upsample: int = 1,
 ) -> ModelMetadata:
     """Return a copy of ``meta`` with the fields that describe this export and its time stamp."""
     return dataclasses.replace(
         meta,
         output=output,
+        upsample=int(upsample),
         preprocess="graph" if preprocess else "none",
         input_layout="NHWC" if preprocess else "NCHW",
         input_dtype="uint8" if preprocess else "float32",

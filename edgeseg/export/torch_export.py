@@ -117,9 +117,11 @@ def set_io_shapes(
     num_classes: int,
     batch: int | None,
     size: tuple[int, int] | None,
+    output_size: tuple[int | str, int | str] | None = None,
 ) -> None:
     """Write the declared input/output shapes: ``batch``/``height``/``width`` names or fixed values.
 
+    ``output_size`` declares an output height and width other than the input's (a coarse export).
     Exporters and simplifiers name symbolic dimensions as they like (``unk__5``, ``Sliceoutput_dim_2``);
     the file states the contract instead. ``None`` means dynamic. Strict shape inference in the full
     checker afterwards confirms the fixed values.
@@ -127,7 +129,8 @@ def set_io_shapes(
     n = batch if batch is not None else "batch"
     h, w = size if size is not None else ("height", "width")
     in_dims = [n, h, w, 3] if input_layout == "NHWC" else [n, 3, h, w]
-    out_dims = [n, h, w] if output == "argmax" else [n, num_classes, h, w]
+    out_h, out_w = output_size if output_size is not None else (h, w)
+    out_dims = [n, out_h, out_w] if output == "argmax" else [n, num_classes, out_h, out_w]
     for value, dims in ((model.graph.input[0], in_dims), (model.graph.output[0], out_dims)):
         shape = value.type.tensor_type.shape
         del shape.dim[:]

@@ -27,6 +27,7 @@ from edgeseg.export.check import check_graph
 from edgeseg.export.feeds import RANDOM_SIZES, Feed, random_feeds, sample_feeds
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.ops import resize_bilinear
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -135,6 +136,19 @@ def _ort_runner(model: onnx.ModelProto | str | os.PathLike) -> tuple[Runner, lis
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return (lambda x: session.run(None, {name: x})[0]), list(session.get_inputs()[0].shape)
+
+
+def _upsampled(run: Runner, meta: ModelMetadata) -> Runner:
+    """For a coarse export: its logits upsampled as the runtime does and cropped to the input's size."""
+
+    def upsample(x: np.ndarray) -> np.ndarray:
+        height, width = x.shape[1:3] if meta.input_layout == "NHWC" else x.shape[2:4]
+        factor = meta.upsample
+        return np.stack(
+            [resize_bilinear(o, o.shape[1] * factor, o.shape[2] * factor)[:, :height, :width] for o in run(x)]
+        )
+
+    return upsample
 
 
 def _torch_runner(module: Any, meta: ModelMetadata, output_key: str | int | None, num_classes: int) -> Runner:
@@ -261,6 +275,8 @@ def validate_onnx(
     except Exception as err:  # a graph ONNX Runtime cannot load fails the gate, it is not a crash
         rows.append(CheckRow("onnxruntime session", passed=False, note=str(err).splitlines()[0][:300]))
         return _finish(rows, tol, None, None, raise_on_failure)
+    if meta.upsample > 1:
+        run_onnx = _upsampled(run_onnx, meta)
     n_classes = num_classes or len(meta.classes) or 255
     run_ref = _reference_runner(reference, meta, output_key, n_classes)
     for feed in random_feeds(meta, input_shape, sizes, seed):

@@ -17,6 +17,8 @@ structured ones are JSON. Keys:
 ``pads_internally``     "true" when the graph itself pads any size to ``stride`` and crops back
 ``static_size``         "" for dynamic H/W, else "HxW"
 ``output``              "logits", "softmax" or "argmax"
+``upsample``            int: 1, or the factor of the final bilinear upsampling that a "coarse" export leaves
+                        to the runtime (its logits are at 1/factor of the padded input's size)
 ``ignore_index``        int
 ``opset``               int
 ``precision``           "fp32", "fp16" or "int8"
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JSON_KEYS = ("model_args", "classes", "palette", "mean", "std")
-INT_KEYS = ("stride", "ignore_index", "opset")
+INT_KEYS = ("stride", "ignore_index", "opset", "upsample")
 
 
 @dataclass
@@ -53,6 +55,7 @@ class ModelMetadata:
     pads_internally: bool = True
     static_size: tuple[int, int] | None = None
     output: str = "logits"
+    upsample: int = 1
     ignore_index: int = 255
     opset: int = 0
     precision: str = "fp32"

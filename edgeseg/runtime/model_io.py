@@ -7,6 +7,7 @@ fixed height and width mean a static model, an integer output means labels (argm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,16 @@ class ModelIO:
         return self.metadata.output == "argmax"
 
 
+def output_fits(output_hw: Sequence[int], input_hw: Sequence[int], metadata: ModelMetadata) -> bool:
+    """Whether an output's height and width go with an input's: equal, or for a coarse export, once
+    upsampled, the input's size padded up to the model's stride."""
+    slack = max(metadata.stride, 1) if metadata.upsample > 1 else 1
+    covered = [d * metadata.upsample for d in output_hw]
+    if len(covered) != len(input_hw):
+        return False
+    return all(0 <= c - s < slack for c, s in zip(covered, input_hw, strict=True))
+
+
 def _fixed(dim: Any) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
@@ -88,6 +99,11 @@ def read_model_io(session: Any, source: str) -> ModelIO:
         raise InputError(f"{source}: unknown output kind {meta.output!r}; expected one of {OUTPUT_KINDS}")
     if meta.input_layout not in ("NCHW", "NHWC"):
         raise InputError(f"{source}: unknown input layout {meta.input_layout!r}")
+    if meta.upsample < 1 or (meta.upsample > 1 and meta.output != "logits"):
+        raise InputError(
+            f"{source}: metadata upsample={meta.upsample} is invalid for output={meta.output!r} (a coarse "
+            "export has logits and an upsampling factor >= 2; others have 1)"
+        )
     if meta.preprocess == "graph" and input_dtype != np.uint8:
         raise InputError(f"{source}: metadata says in-graph preprocessing but the input is {inp.type}")
     num_classes: int | None = len(meta.classes) or None

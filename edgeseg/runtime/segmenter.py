@@ -19,8 +19,16 @@ from PIL import Image
 from edgeseg.errors import EdgesegError, InputError
 from edgeseg.runtime.binding import BoundRunner, SessionRunner
 from edgeseg.runtime.image import ImageInput, default_palette, load_rgb
-from edgeseg.runtime.model_io import read_model_io
-from edgeseg.runtime.ops import argmax_labels, channel_vector, normalize_into, resize_bilinear, resize_nearest
+from edgeseg.runtime.model_io import output_fits, read_model_io
+from edgeseg.runtime.ops import (
+    Scratch,
+    argmax_labels,
+    channel_vector,
+    normalize_into,
+    resize_bilinear,
+    resize_nearest,
+    upsample_argmax,
+)
 from edgeseg.runtime.providers import create_session
 from edgeseg.runtime.tiling import blend_tiles
 
@@ -40,7 +48,10 @@ class Segmenter:
 
     Models with a static export size get the image resized to it (Pillow's bilinear filter) and their output
     resized back: labels with nearest-neighbour sampling, scores bilinearly. Other models get the image as is
-    when they pad internally, else padded bottom/right to their stride and the output cropped back.
+    when they pad internally, else padded bottom/right to their stride and the output cropped back. A coarse
+    export (logits at the output stride, ``upsample`` in its metadata) gets its labels from
+    :func:`~edgeseg.runtime.ops.upsample_argmax`, the argmax of the bilinearly upsampled logits computed
+    without upsampling them, and its scores (``logits``) upsampled bilinearly.
 
     ``provider`` and ``providers`` report what the session really uses; ``runner`` is the callable that runs
     the session (a ``SessionRunner`` or a ``BoundRunner``). A Segmenter reuses its input buffers
@@ -86,6 +97,8 @@ class Segmenter:
         # Raw uint8 pixels padded with the mean colour normalize to ~0, like the model's own zero padding.
         self._pad_pixel = np.rint(np.asarray(self.metadata.mean) * 255).astype(np.uint8)
         self._buffer: np.ndarray | None = None
+        self._scratch = Scratch()
+        self.upsample = self.metadata.upsample
         use_binding = self.provider != "cpu" if io_binding is None else io_binding
         if use_binding:
             device = "cpu" if self.provider == "cpu" else "cuda"
@@ -105,7 +118,9 @@ class Segmenter:
         )
         return (
             f"{self.path.name}: {meta.model_name or 'unnamed model'}, {self.num_classes or '?'} classes, "
-            f"{meta.precision}, output={meta.output}, preprocess={meta.preprocess}, {size}; "
+            f"{meta.precision}, output={meta.output}"
+            f"{f' (coarse, upsampled x{meta.upsample} here)' if meta.upsample > 1 else ''}, "
+            f"preprocess={meta.preprocess}, {size}; "
             f"provider {self.provider} ({', '.join(self.providers)})"
         )
 
@@ -254,27 +269,31 @@ class Segmenter:
             out = out[:, 0]
         expected = 3 if self.io.labels_output else 4
         spatial = tensor.shape[1:3] if self.io.graph_preprocess else tensor.shape[2:4]
-        if out.ndim != expected or out.shape[-2:] != spatial:
+        if out.ndim != expected or not output_fits(out.shape[-2:], spatial, self.metadata):
             raise EdgesegError(
                 f"{self.path.name}: output shape {out.shape} does not match input {tensor.shape}; expected "
                 f"{'N×H×W labels' if self.io.labels_output else 'N×C×H×W scores'} at the input's size"
+                + (f" divided by {self.upsample}" if self.upsample > 1 else "")
             )
         return out
 
     def _labels(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Label maps at each image's own size for images that go through the model together."""
-        out = self._run_model(self._input(images))
-        static = self.metadata.static_size is not None
+        tensor = self._input(images)
+        out = self._run_model(tensor)
+        static = self.metadata.static_size
         results = []
         for n, im in enumerate(images):
-            height, width = im.shape[:2]
+            height, width = static or im.shape[:2]
             if self.io.labels_output:
-                labels = out[n] if static else out[n, :height, :width]
-                labels = labels.astype(self.label_dtype, copy=True)
+                labels = out[n, :height, :width].astype(self.label_dtype, copy=True)
+            elif self.upsample > 1:
+                full = upsample_argmax(out[n], self.upsample, self._scratch)
+                labels = np.array(full[:height, :width])
             else:
-                labels = argmax_labels(out[n] if static else out[n, :, :height, :width])
+                labels = argmax_labels(out[n, :, :height, :width])
             if static:
-                labels = resize_nearest(labels, height, width)
+                labels = resize_nearest(labels, *im.shape[:2])
             results.append(labels)
         return results
 
@@ -282,13 +301,19 @@ class Segmenter:
         """C×H×W float32 scores at each image's own size (new arrays)."""
         self._require_scores()
         out = self._run_model(self._input(images))
+        static = self.metadata.static_size
         results = []
         for n, im in enumerate(images):
             height, width = im.shape[:2]
-            if self.metadata.static_size is not None:
-                results.append(resize_bilinear(out[n], height, width))
+            scores = out[n]
+            if self.upsample > 1:
+                model_h, model_w = static or (height, width)
+                scores = resize_bilinear(scores, *(d * self.upsample for d in scores.shape[1:]))
+                scores = scores[:, :model_h, :model_w]
+            if static is not None:
+                results.append(resize_bilinear(scores, height, width))
             else:
-                results.append(np.array(out[n, :, :height, :width], dtype=np.float32))
+                results.append(np.array(scores[:, :height, :width], dtype=np.float32))
         return results
 
     def _tile_scores(self, img: np.ndarray) -> Any:
