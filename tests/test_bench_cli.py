@@ -132,3 +132,22 @@ def test_bench_rejects_bad_options_before_timing(models):
         result = CliRunner().invoke(app, ["bench", onnx_path, *extra])
         assert isinstance(result.exception, InputError), (extra, result.output)
         assert message in str(result.exception)
+
+
+def test_coarse_model_is_timed_to_full_size_labels(tmp_path, monkeypatch):
+    """A coarse export skips the upsampling the other engines do, so its timed call includes the runtime's."""
+    from edgeseg.bench.engines import onnx_case, onnx_spec
+    from edgeseg.bench.timing import BenchConfig
+    from edgeseg.export import to_onnx
+    from edgeseg.runtime import ops
+
+    torch.manual_seed(0)
+    student = create("lraspp_dsnet", num_classes=3, width_mult=0.25, inter_channels=16).eval()
+    to_onnx(student, tmp_path / "coarse.onnx", coarse=True, validate=False)
+    shapes = []
+    real = ops.upsample_argmax
+    monkeypatch.setattr(ops, "upsample_argmax", lambda s, f, scratch: shapes.append(real(s, f, scratch).shape))
+    config = BenchConfig("coarse", "onnxruntime", "cpu", "fp32", 2, 40, 56, 1)
+    runnable = onnx_case(onnx_spec(tmp_path / "coarse.onnx", "coarse"), config).setup()
+    runnable.call()
+    assert shapes == [(48, 64), (48, 64)]  # 40×56 padded to the stride (16), per image of the batch
