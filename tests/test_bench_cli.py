@@ -146,7 +146,8 @@ def test_coarse_model_is_timed_to_full_size_labels(tmp_path, monkeypatch):
     to_onnx(student, tmp_path / "coarse.onnx", coarse=True, validate=False)
     shapes = []
     real = ops.upsample_argmax
-    monkeypatch.setattr(ops, "upsample_argmax", lambda s, f, scratch: shapes.append(real(s, f, scratch).shape))
+    spy = lambda s, f, scratch: shapes.append(real(s, f, scratch).shape)  # noqa: E731
+    monkeypatch.setattr(ops, "upsample_argmax", spy)
     config = BenchConfig("coarse", "onnxruntime", "cpu", "fp32", 2, 40, 56, 1)
     runnable = onnx_case(onnx_spec(tmp_path / "coarse.onnx", "coarse"), config).setup()
     runnable.call()

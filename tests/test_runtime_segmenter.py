@@ -182,7 +182,8 @@ def test_coarse_static_export_matches_the_full_static_export(student, tmp_path):
     full, coarse = tmp_path / "full.onnx", tmp_path / "coarse.onnx"
     for path, is_coarse in ((full, False), (coarse, True)):
         to_onnx(student, path, static_size=(64, 96), preprocess=True, coarse=is_coarse, validate=False)
-    assert [d.dim_value for d in onnx.load(str(coarse)).graph.output[0].type.tensor_type.shape.dim[2:]] == [8, 12]
+    dims = onnx.load(str(coarse)).graph.output[0].type.tensor_type.shape.dim[2:]
+    assert [d.dim_value for d in dims] == [8, 12]
     plain, fast = Segmenter(full, provider="cpu"), Segmenter(coarse, provider="cpu")
     exact, resized = rgb(64, 96, seed=3), rgb(67, 45)
     assert_same_labels(fast.predict(exact), plain.logits(exact))
