@@ -184,7 +184,10 @@ def _reference_runner(
     reference: Any, meta: ModelMetadata, output_key: str | int | None, num_classes: int
 ) -> Runner:
     if isinstance(reference, (str, os.PathLike, onnx.ModelProto)):
-        return _ort_runner(reference)[0]
+        proto = reference if isinstance(reference, onnx.ModelProto) else _load(reference)
+        ref_meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+        run = _ort_runner(proto)[0]
+        return _upsampled(run, ref_meta) if ref_meta.upsample > 1 else run
     if hasattr(reference, "parameters") and hasattr(reference, "eval"):
         return _torch_runner(reference, meta, output_key, num_classes)
     if callable(reference):

@@ -39,7 +39,8 @@ def export_model(
     *,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` to ``onnx_path`` (dynamic shapes, logits) and validate it on ``samples``.
+    """Export ``checkpoint`` to ``onnx_path`` (dynamic shapes, logits; ``settings`` may ask for in-graph
+    preprocessing and coarse logits) and validate it on ``samples``.
 
     The checkpoint's classes, palette, normalization and hash go into the file's metadata, as
     ``edgeseg export`` writes them. A failed parity gate raises ``ParityFailed`` and writes nothing.
@@ -69,6 +70,8 @@ def export_model(
         std=meta["std"],
         samples=samples,
         simplify=settings.simplify,
+        preprocess=settings.preprocess,
+        coarse=settings.coarse,
         tolerances=tolerances,
         force=force,
         **options,
@@ -79,6 +82,8 @@ def export_model(
         "exporter": report.exporter,
         "opset": report.opset,
         "nodes": report.nodes_final,
+        "preprocess": report.preprocess,
+        "upsample": report.upsample,
         "simplifier": report.simplifier,
         "file_size": report.file_size,
         "val_images": len(samples),

@@ -82,12 +82,16 @@ class ExportSettings:
     ``last``: the last epoch's, no selection on the validation split); the students learn from that of the
     teacher.
     ``opset``/``exporter``: None takes ``edgeseg export``'s defaults. Tolerances: None switches a check off.
+    ``preprocess``/``coarse``: as ``edgeseg export --preprocess/--coarse`` (uint8 input normalized in the
+    graph; logits at the output stride, upsampled by edgeseg's runtime): the fastest files for the runtime.
     """
 
     checkpoint: Literal["best", "last"] = "best"
     opset: int | None = None
     exporter: Literal["torchscript", "dynamo"] | None = None
     simplify: bool = True
+    preprocess: bool = False
+    coarse: bool = False
     val_images: int = 8
     max_abs_diff: float | None = 1e-4
     min_agreement: float | None = 0.9999
