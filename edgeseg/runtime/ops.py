@@ -8,11 +8,16 @@ with ``coarse=True``, whose graph stops before the final upsampling).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import numpy as np
 
 _255 = np.float32(255)
+_T = TypeVar("_T")
 
 
 def channel_vector(values: list[float] | tuple[float, ...], name: str) -> np.ndarray:
@@ -74,6 +79,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
+        self._kept: dict[str, tuple[Hashable, Any]] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
         """A C-contiguous array of ``shape`` (contents undefined) backed by the buffer called ``name``."""
@@ -83,123 +89,201 @@ class Scratch:
             buf = self._buffers[name] = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
+    def kept(self, name: str, key: Hashable, build: Callable[[], _T]) -> _T:
+        """The object ``build()`` made for ``key``, kept under ``name`` until a call with another key
+        (:func:`upsample_argmax` keeps its index tables and work buffers for one layout this way)."""
+        entry = self._kept.get(name)
+        if entry is None or entry[0] != key:
+            entry = self._kept[name] = (key, build())
+        return entry[1]
 
-def _edge_padded(scores: np.ndarray, scratch: Scratch) -> np.ndarray:
-    """``scores`` (C×h×w) with its border rows and columns repeated once on every side."""
-    c, h, w = scores.shape
-    padded = scratch.get("padded", (c, h + 2, w + 2))
-    padded[:, 1:-1, 1:-1] = scores
-    padded[:, 0, 1:-1] = scores[:, 0]
-    padded[:, -1, 1:-1] = scores[:, -1]
-    padded[:, :, 0] = padded[:, :, 1]
-    padded[:, :, -1] = padded[:, :, -2]
-    return padded
+
+# Codes of the clear-winner test: _CODE * (number of classes near the best) + the sum of their indices, so a
+# code below 2 * _CODE names the one class that beats every other by the margin (indices stay below _CODE).
+_CODE = 256
+_CHUNK = 1 << 18  # class scores interpolated at once in cells with three candidate classes or more
 
 
 def upsample_argmax(scores: np.ndarray, factor: int, scratch: Scratch | None = None) -> np.ndarray:
     """Labels of ``scores`` (C×h×w) upsampled bilinearly by an integer ``factor``, without upsampling them.
 
-    Equals ``argmax_labels(resize_bilinear(scores, h * factor, w * factor))`` — PyTorch's
-    ``interpolate(scale_factor=factor, mode="bilinear", align_corners=False)`` followed by an argmax — and
-    returns an (h·factor)×(w·factor) uint8 map (a view of a buffer in ``scratch``, valid until its next use).
+    The argmax over classes (ties to the lowest index) of PyTorch's ``interpolate(scale_factor=factor,
+    mode="bilinear", align_corners=False)``, as an (h·factor)×(w·factor) uint8 map: a view of a buffer of
+    ``scratch``, valid until the next call with the same scratch (copy it to keep it). Scores are taken as
+    float32; above 256 classes it falls back to ``argmax_labels(resize_bilinear(...))`` (uint16 labels).
 
-    Every output pixel is a convex combination of the four coarse pixels around it, with weights fixed by its
-    position inside that cell. Where the same class wins at all four corners by more than float rounding can
-    move (a margin of 1e-5 of the largest score), it wins at every point of the cell, and the cell's
-    factor × factor pixels take that class at once. Only the other cells (those on class boundaries, a tenth
-    to a sixth of a trained model's cells) are interpolated, in PyTorch's order of operations, and compared
-    class by class. Above 256 classes it falls back to the full upsampling.
+    Every output pixel is a convex combination of the four coarse pixels around it (its cell's corners), with
+    weights fixed by its place in the cell. Where one class beats every other at all four corners by a margin
+    no rounding can bridge (1e-5 of the largest score), it wins in the whole cell, whose factor × factor
+    pixels take it at once. In the other cells (on class boundaries) a class below one of two reference
+    classes (the smallest and the largest class winning a corner) at all four corners wins nowhere; where only
+    the references remain, the sign of their interpolated difference (one small matrix product) gives the
+    label, elsewhere every class is interpolated. A pixel whose two best classes are within float32 rounding
+    of each other may take either, as it may between PyTorch and ONNX Runtime: within about 1e-7 of the
+    largest score for power-of-two factors (the models' strides), 1e-5 for odd ones, whose weights PyTorch
+    rounds to float32. Exact ties go to the lower class (exact whenever the arithmetic is, e.g. small integer
+    scores with a power-of-two factor).
     """
     num_classes, h, w = scores.shape
+    factor = operator.index(factor)
     if factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor}")
     if num_classes > 256:
         return argmax_labels(resize_bilinear(scores, h * factor, w * factor))
-    scratch = scratch or Scratch()
-    scores = np.asarray(scores, dtype=np.float32)
-    padded = _edge_padded(scores, scratch)
-    best = padded.max(axis=0)
-    tol = np.float32(1e-5) * np.float32(max(float(best.max()), -float(padded.min())))
-    winner = argmax_labels(padded)
-    near_best = padded > (best - tol)
-    clear = near_best.sum(axis=0, dtype=np.uint8) == 1
-    cell = winner[:-1, :-1]
-    same = (winner[1:, :-1] == cell) & (winner[:-1, 1:] == cell) & (winner[1:, 1:] == cell)
-    same &= clear[:-1, :-1] & clear[1:, :-1] & clear[:-1, 1:] & clear[1:, 1:]
-    # Cell (r, s) spans the pixels between padded coarse rows r, r+1 and columns s, s+1; the grid of all
-    # cells starts `offset` pixels before the image (the half cell outside it is cropped at the end).
-    grid = scratch.get("grid", (h + 1, factor, w + 1, factor), np.uint8)
-    grid.reshape(h + 1, factor, (w + 1) * factor)[...] = np.repeat(cell, factor, axis=1)[:, None, :]
-    rows, cols = np.nonzero(~same)
-    if rows.size:
-        grid[rows, :, cols, :] = _cell_labels(padded, rows, cols, factor, tol, scratch).transpose(2, 0, 1)
-    offset = (factor + 1) // 2
-    flat = grid.reshape((h + 1) * factor, (w + 1) * factor)
-    return flat[offset : offset + h * factor, offset : offset + w * factor]
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    if factor == 1:
+        return argmax_labels(scores, scratch)
+    layout = (num_classes, h, w, factor)
+    ws = (scratch or Scratch()).kept("upsample_argmax", layout, lambda: _Workspace(*layout))
+    geo = ws.geometry
+    flat = scores.reshape(num_classes, h * w)
+    np.max(flat, axis=0, out=ws.best)
+    tol = np.float32(1e-5 * max(float(ws.best.max()), -float(flat.min())))  # rounding scales with magnitude
+    # per coarse pixel: the class beating all others by tol (code < 2 * _CODE) or none
+    np.subtract(ws.best, tol, out=ws.best)
+    np.greater_equal(flat, ws.best, out=ws.near)
+    np.dot(_class_codes(num_classes), ws.near, out=ws.code)
+    # per cell (the edge-padded grid of corners): the smallest and the largest corner code
+    padded = ws.padded
+    np.take(ws.code, geo.pad_index, out=padded.reshape(-1))
+    low = np.minimum(padded[:-1], padded[1:])
+    high = np.maximum(padded[:-1], padded[1:])
+    cell_code = ws.cell_code.reshape(2, h + 1, w + 1)
+    np.minimum(low[:, :-1], low[:, 1:], out=cell_code[0])
+    np.maximum(high[:, :-1], high[:, 1:], out=cell_code[1])
+    np.minimum(cell_code[0], 2 * _CODE - 1, out=cell_code[0])
+    # fill every cell with its lowest code's class: right where all four corners have the same clear winner;
+    # a cell's row of pixels is written as whole words (the grid viewed as uint16/32/64)
+    np.subtract(cell_code[0], _CODE, out=ws.cell_label, casting="unsafe")
+    words = ws.grid.reshape(-1).view(geo.word)
+    words.reshape(h + 1, factor, w + 1, -1)[...] = np.take(_splat(geo.word), ws.cell_label)[:, None, :, None]
+    cells = np.flatnonzero(cell_code[1] > cell_code[0])
+    if cells.size:
+        _boundary_cells(flat, cells, ws, tol, words)
+    o = geo.offset
+    return ws.grid[o : o + h * factor, o : o + w * factor]
 
 
-def _cell_labels(
-    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, factor: int, tol: np.float32, scratch: Scratch
-) -> np.ndarray:
-    """factor×factor×n labels of the cells at (rows, cols) of the edge-padded scores, interpolated fully.
+class _Workspace:
+    """Index tables and buffers of :func:`upsample_argmax` for one layout (classes, h, w, factor)."""
 
-    A class whose best corner score is below another class's worst corner score (by more than ``tol``) loses
-    at every point of the cell. Where only two classes remain (about half of the cells on a boundary) just
-    those two are interpolated and compared; the other cells interpolate every class.
-    """
-    num_classes, _, padded_w = padded.shape
-    flat = padded.reshape(num_classes, -1)
-    index = rows * padded_w + cols
-    corners = scratch.get("corners", (4, num_classes, rows.size))
-    for k, step in enumerate((0, 1, padded_w, padded_w + 1)):
-        np.take(flat, index + step, axis=1, out=corners[k])
-    candidate = corners.max(axis=0) >= corners.min(axis=0).max(axis=0) - tol
-    pair = candidate.sum(axis=0) <= 2
-    labels = scratch.get("cell_labels", (factor, factor, rows.size), np.uint8)
-    weights = _cell_weights(factor)
-    members = np.nonzero(pair)[0]
-    if members.size:
-        low = np.argmax(candidate[:, members], axis=0)
-        high = num_classes - 1 - np.argmax(candidate[::-1, members], axis=0)
-        score_low = _interpolate_cells(corners[:, low, members], weights, scratch, "low")
-        score_high = _interpolate_cells(corners[:, high, members], weights, scratch, "high")
-        # Strictly greater: a tie goes to the lower class index, as in argmax.
-        labels[:, :, members] = np.where(score_high > score_low, high.astype(np.uint8), low.astype(np.uint8))
-    members = np.nonzero(~pair)[0]
-    if members.size:
-        scores = _interpolate_cells(corners[:, :, members], weights, scratch, "all")
-        labels[:, :, members] = argmax_labels(scores, scratch)
-    return labels
+    def __init__(self, num_classes: int, h: int, w: int, factor: int) -> None:
+        cells, ff = (h + 1) * (w + 1), factor * factor
+        self.geometry = _cell_geometry(h, w, factor)
+        self.best = np.empty(h * w, np.float32)
+        self.near = np.empty((num_classes, h * w), np.float32)
+        self.code = np.empty(h * w, np.float32)
+        self.padded = np.empty((h + 2, w + 2), np.float32)
+        self.cell_code = np.empty((2, cells), np.float32)
+        self.cell_label = np.empty((h + 1, w + 1), np.uint8)
+        self.grid = np.empty(((h + 1) * factor, (w + 1) * factor), np.uint8)
+        # sized for every cell on a boundary; untouched pages cost nothing
+        self.corners = np.empty(num_classes * 4 * cells, np.float32)
+        self.above = np.empty(2 * num_classes * 4 * cells, np.float32)
+        self.candidate = np.empty(num_classes * cells, np.float32)
+        self.pair_diff = np.empty(cells * ff, np.float32)
+        self.pair_label = np.empty(cells * ff, np.uint8)
+        self.chunk = max(1, min(cells, _CHUNK // (num_classes * ff)))
+        self.values = np.empty(num_classes * self.chunk * ff, np.float32)
 
 
-def _cell_weights(factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel of a cell, the weights of its cell's first and second coarse pixel along one axis."""
-    frac = ((np.arange(factor) - (factor + 1) // 2 + 0.5) / factor + 0.5).astype(np.float32)
-    return np.float32(1) - frac, frac
+class _CellGeometry:
+    """Index tables of one (h, w, factor) layout. Cell (r, s) spans the pixels between edge-padded coarse rows
+    r, r + 1 and columns s, s + 1; the grid of all cells starts ``offset`` pixels before the output."""
+
+    def __init__(self, h: int, w: int, factor: int) -> None:
+        self.offset = (factor + 1) // 2
+        rows = np.clip(np.arange(-1, h + 1), 0, h - 1)
+        cols = np.clip(np.arange(-1, w + 1), 0, w - 1)
+        padded = rows[:, None] * w + cols
+        self.pad_index = padded.ravel()
+        corners = [padded[:-1, :-1], padded[:-1, 1:], padded[1:, :-1], padded[1:, 1:]]
+        self.corner_index = np.stack(corners).reshape(4, -1)
+        # the output grid as words of gcd(factor, 8) bytes: a cell's row of pixels is factor / unit words
+        unit = math.gcd(factor, 8)
+        self.word = np.dtype(f"u{unit}")
+        row_words = (w + 1) * factor // unit
+        r, s = np.divmod(np.arange((h + 1) * (w + 1)), w + 1)
+        pixel_words = np.arange(factor)[:, None] * row_words + np.arange(factor // unit)
+        self.cell_words = (r * factor * row_words + s * (factor // unit))[:, None] + pixel_words.ravel()
+        self.weights = _cell_weights(factor)
+        for table in vars(self).values():
+            if isinstance(table, np.ndarray):
+                table.flags.writeable = False
 
 
-def _interpolate_cells(
-    corners: np.ndarray, weights: tuple[np.ndarray, np.ndarray], scratch: Scratch, name: str
-) -> np.ndarray:
-    """Bilinear values inside cells from their corner values (4 × ... × m: top-left, top-right, bottom-left,
-    bottom-right) as ... × factor × factor × m, along x first and then along y like PyTorch's kernel."""
-    near, frac = weights
-    factor = near.size
-    lead = corners.shape[1:-1]
-    extra = (None,) * len(lead)
-    shape_x = (2, *lead, factor, corners.shape[-1])
-    along_x = scratch.get(f"{name}_x", shape_x)
-    part_x = scratch.get(f"{name}_x2", shape_x)
-    np.multiply(near[(None, *extra, slice(None), None)], corners[0::2, ..., None, :], out=along_x)
-    np.multiply(frac[(None, *extra, slice(None), None)], corners[1::2, ..., None, :], out=part_x)
-    np.add(along_x, part_x, out=along_x)
-    shape = (*lead, factor, factor, corners.shape[-1])
-    values = scratch.get(name, shape)
-    part = scratch.get(f"{name}_2", shape)
-    np.multiply(near[(*extra, slice(None), None, None)], along_x[0][..., None, :, :], out=values)
-    np.multiply(frac[(*extra, slice(None), None, None)], along_x[1][..., None, :, :], out=part)
-    np.add(values, part, out=values)
-    return values
+@functools.lru_cache(maxsize=16)
+def _cell_geometry(h: int, w: int, factor: int) -> _CellGeometry:
+    return _CellGeometry(h, w, factor)
+
+
+@functools.lru_cache(maxsize=16)
+def _cell_weights(factor: int) -> np.ndarray:
+    """4 × factor² float32 weights of a cell's corners (top-left, top-right, bottom-left, bottom-right) per
+    pixel (row-major): the exact bilinear weights, PyTorch's for power-of-two factors."""
+    frac = (np.arange(factor) - (factor + 1) // 2 + 0.5) / factor + 0.5
+    along = np.stack([1 - frac, frac])
+    return (along[:, None, :, None] * along[None, :, None, :]).reshape(4, factor * factor).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _class_codes(num_classes: int) -> np.ndarray:
+    return np.arange(_CODE, _CODE + num_classes, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _ones(num_classes: int) -> np.ndarray:
+    return np.ones(num_classes, np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _splat(word: np.dtype) -> np.ndarray:
+    """Each byte value repeated over a word."""
+    return np.arange(256, dtype=word) * word.type(int.from_bytes(b"\x01" * word.itemsize, "little"))
+
+
+def _boundary_cells(
+    flat: np.ndarray, cells: np.ndarray, ws: _Workspace, tol: np.float32, words: np.ndarray
+) -> None:
+    """Labels of the cells ``cells`` (flat indices) written into the output ``words``."""
+    num_classes, hw = flat.shape
+    n = cells.size
+    geo = ws.geometry
+    ff = geo.weights.shape[1]
+    corner_index = np.take(geo.corner_index, cells, axis=1)  # (4, n)
+    corners = ws.corners[: num_classes * 4 * n].reshape(num_classes, 4, n)
+    np.take(flat, corner_index, axis=1, out=corners)
+    # references: the smallest and the largest class winning a corner by tol (any class where none does)
+    ref = np.take(ws.cell_code, cells, axis=1)
+    clear = ref[1] < 2 * _CODE
+    ref = np.minimum(ref, _CODE + num_classes - 1).astype(np.intp)
+    ref -= _CODE
+    ref_values = np.take(flat, (ref * hw)[:, None, :] + corner_index)  # (2, 4, n)
+    # a class below a reference at all four corners by more than tol wins nowhere in the cell
+    above = ws.above[: 2 * num_classes * 4 * n].reshape(2, num_classes, 4, n)
+    np.subtract(corners, ref_values[:, None], out=above)
+    candidate = ws.candidate[: num_classes * n].reshape(num_classes, n)
+    np.greater_equal(above.max(axis=2).min(axis=0), -tol, out=candidate)
+    pair = (_ones(num_classes) @ candidate == 2) & clear  # the two candidates are the references
+    # every cell as the pair of its references first (strictly greater: a tie goes to the lower class);
+    # the other cells are redone below
+    diff = ws.pair_diff[: n * ff].reshape(n, ff)
+    np.matmul((ref_values[1] - ref_values[0]).T, geo.weights, out=diff)
+    label = ws.pair_label[: n * ff].reshape(n, ff)
+    np.greater(diff, 0, out=label.view(np.bool_))
+    ref8 = ref.astype(np.uint8)
+    label *= (ref8[1] - ref8[0])[:, None]
+    label += ref8[0][:, None]
+    cell_words = np.take(geo.cell_words, cells, axis=0)
+    words[cell_words] = label.view(geo.word).reshape(n, -1)
+    multi = np.flatnonzero(~pair)
+    for first in range(0, multi.size, ws.chunk):
+        part = multi[first : first + ws.chunk]
+        m = part.size
+        values = ws.values[: num_classes * m * ff].reshape(num_classes, m, ff)
+        np.matmul(corners[:, :, part].transpose(0, 2, 1), geo.weights, out=values)
+        labels = argmax_labels(values.reshape(num_classes, m * ff))
+        words[cell_words[part]] = labels.view(geo.word).reshape(m, -1)
 
 
 def _linear_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
