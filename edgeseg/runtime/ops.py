@@ -11,13 +11,10 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
 
 import numpy as np
 
 _255 = np.float32(255)
-_T = TypeVar("_T")
 
 
 def channel_vector(values: list[float] | tuple[float, ...], name: str) -> np.ndarray:
@@ -40,28 +37,22 @@ def normalize_into(image: np.ndarray, out: np.ndarray, mean: np.ndarray, std: np
     np.divide(out, std, out=out)
 
 
-def argmax_labels(scores: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
+def argmax_labels(scores: np.ndarray) -> np.ndarray:
     """Class index of the highest score per pixel of a C×H×W array, as an H×W uint8 map (uint16 above 256).
 
     Ties go to the lowest class index, as in ``numpy.argmax`` and ``torch.argmax``. ``numpy.argmax`` over the
     leading axis first transposes the whole score volume; this pass keeps to contiguous class planes: a
     vectorised max over classes, then per class a branch-free update ``label += (c - label) * (score == max)``
-    visited from the last class to the first so that the lowest index wins. With ``scratch`` the work
-    buffers are reused between calls (the returned map is always a new array).
+    visited from the last class to the first so that the lowest index wins.
     """
     num_classes = scores.shape[0]
     if num_classes > 256:
         return np.argmax(scores, axis=0).astype(np.uint16)
-    plane = scores.shape[1:]
-    if scratch is None:
-        best, hit, step = np.empty(plane, np.float32), np.empty(plane, bool), np.empty(plane, np.uint8)
-    else:
-        best = scratch.get("argmax_best", plane, np.float32)
-        hit = scratch.get("argmax_hit", plane, np.bool_)
-        step = scratch.get("argmax_step", plane, np.uint8)
-    np.max(scores, axis=0, out=best)
-    labels = np.zeros(plane, dtype=np.uint8)
+    best = np.max(scores, axis=0)
+    labels = np.zeros(best.shape, dtype=np.uint8)
+    hit = np.empty(best.shape, dtype=bool)
     hit_u8 = hit.view(np.uint8)
+    step = np.empty(best.shape, dtype=np.uint8)
     for c in range(num_classes - 1, -1, -1):
         np.equal(scores[c], best, out=hit)
         np.subtract(np.uint8(c), labels, out=step)
@@ -71,31 +62,19 @@ def argmax_labels(scores: np.ndarray, scratch: Scratch | None = None) -> np.ndar
 
 
 class Scratch:
-    """Named work buffers kept between calls.
-
-    Fresh arrays of a megabyte or more come from ``mmap`` and cost a page fault per 4 KiB on first touch;
-    reusing them keeps that cost out of every image.
+    """The work buffers and index tables of :func:`upsample_argmax`, kept between calls for one layout
+    (classes, coarse height and width, factor) and rebuilt when it changes. Fresh arrays of a megabyte or
+    more come from ``mmap`` and cost a page fault per 4 KiB on first touch; reuse keeps that off every image.
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[str, np.ndarray] = {}
-        self._kept: dict[str, tuple[Hashable, Any]] = {}
+        self._layout: tuple[int, int, int, int] | None = None
+        self._workspace: _Workspace | None = None
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        """A C-contiguous array of ``shape`` (contents undefined) backed by the buffer called ``name``."""
-        size = math.prod(shape)
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
-            buf = self._buffers[name] = np.empty(size, dtype=dtype)
-        return buf[:size].reshape(shape)
-
-    def kept(self, name: str, key: Hashable, build: Callable[[], _T]) -> _T:
-        """The object ``build()`` made for ``key``, kept under ``name`` until a call with another key
-        (:func:`upsample_argmax` keeps its index tables and work buffers for one layout this way)."""
-        entry = self._kept.get(name)
-        if entry is None or entry[0] != key:
-            entry = self._kept[name] = (key, build())
-        return entry[1]
+    def workspace(self, layout: tuple[int, int, int, int]) -> _Workspace:
+        if self._workspace is None or self._layout != layout:
+            self._layout, self._workspace = layout, _Workspace(*layout)
+        return self._workspace
 
 
 # Codes of the clear-winner test: _CODE * (number of classes near the best) + the sum of their indices, so a
@@ -132,9 +111,8 @@ def upsample_argmax(scores: np.ndarray, factor: int, scratch: Scratch | None = N
         return argmax_labels(resize_bilinear(scores, h * factor, w * factor))
     scores = np.ascontiguousarray(scores, dtype=np.float32)
     if factor == 1:
-        return argmax_labels(scores, scratch)
-    layout = (num_classes, h, w, factor)
-    ws = (scratch or Scratch()).kept("upsample_argmax", layout, lambda: _Workspace(*layout))
+        return argmax_labels(scores)
+    ws = (scratch or Scratch()).workspace((num_classes, h, w, factor))
     geo = ws.geometry
     flat = scores.reshape(num_classes, h * w)
     np.max(flat, axis=0, out=ws.best)

@@ -279,8 +279,7 @@ class Segmenter:
 
     def _labels(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Label maps at each image's own size for images that go through the model together."""
-        tensor = self._input(images)
-        out = self._run_model(tensor)
+        out = self._run_model(self._input(images))
         static = self.metadata.static_size
         results = []
         for n, im in enumerate(images):
