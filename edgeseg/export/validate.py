@@ -3,7 +3,8 @@
 Checks, in order: ``onnx.checker`` (full, with shape inference); ONNX Runtime (CPU) against the reference
 on random inputs at several sizes (one odd, one non-square, one batch of 2); and, given samples, on real
 images: logit differences, argmax agreement, and the mIoU of both against the masks. The reference is
-wrapped from the file's own metadata (in-graph preprocessing, output kind), so like is compared with like.
+wrapped from the file's own metadata (in-graph preprocessing, output kind), so like is compared with like; a
+coarse export's logits (and a coarse ONNX reference's) are first upsampled as the runtime upsamples them.
 
 Every tolerance can be switched off (``None``): INT8/FP16 exports are judged by agreement and mIoU only.
 Agreement and mIoU are fractions in [0, 1]; ``max_rel_diff`` is the largest absolute difference divided
