@@ -3,9 +3,8 @@
 Steps: probe the model once (its number of classes, dict outputs), wrap it (in-graph preprocessing,
 output kind), export with torch, check the raw graph, simplify and check again, for a coarse export cut the
 final upsampling off (the runtime does it, more cheaply: ``edgeseg.runtime.ops.upsample_argmax``), write the
-metadata,
-save to a temporary file beside the target, run the parity gate on that file, and only then rename it
-into place. A failed gate leaves the target path untouched.
+metadata, save to a temporary file beside the target, run the parity gate on that file, and only then rename
+it into place. A failed gate leaves the target path untouched.
 """
 
 from __future__ import annotations
