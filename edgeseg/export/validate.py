@@ -187,7 +187,7 @@ def _reference_runner(
     if isinstance(reference, (str, os.PathLike, onnx.ModelProto)):
         proto = reference if isinstance(reference, onnx.ModelProto) else _load(reference)
         ref_meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
-        run = _ort_runner(proto)[0]
+        run = _ort_runner(reference)[0]  # a path goes to ONNX Runtime as a path, not re-serialized
         return _upsampled(run, ref_meta) if ref_meta.upsample > 1 else run
     if hasattr(reference, "parameters") and hasattr(reference, "eval"):
         return _torch_runner(reference, meta, output_key, num_classes)
