@@ -43,6 +43,7 @@ COMMANDS = [
     "validate",
     "info",
     "pipeline",
+    "serve",
 ]
 
 

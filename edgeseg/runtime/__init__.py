@@ -7,17 +7,27 @@ Never imports torch, so an application can ship it without PyTorch::
     mask = seg.predict("street.jpg")          # H×W uint8 class labels
 """
 
-from edgeseg.runtime.image import colorize, default_palette, load_rgb, mask_image, overlay
+from edgeseg.runtime.image import (
+    ImageTooLarge,
+    colorize,
+    decode_rgb,
+    default_palette,
+    load_rgb,
+    mask_image,
+    overlay,
+)
 from edgeseg.runtime.metadata import ModelMetadata
 from edgeseg.runtime.providers import OrtBuild, ProviderUnavailable, ort_build_info
 from edgeseg.runtime.segmenter import Segmenter
 
 __all__ = [
+    "ImageTooLarge",
     "ModelMetadata",
     "OrtBuild",
     "ProviderUnavailable",
     "Segmenter",
     "colorize",
+    "decode_rgb",
     "default_palette",
     "load_rgb",
     "mask_image",

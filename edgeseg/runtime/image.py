@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgeseg.errors import InputError
 from edgeseg.fileio import atomic_path
@@ -15,6 +16,12 @@ from edgeseg.fileio import atomic_path
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 ImageInput = Any  # numpy H×W×3 uint8 array, PIL image, str or os.PathLike
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class ImageTooLarge(InputError):
+    """An image whose pixel count exceeds the caller's limit (found from its header, before decoding)."""
 
 
 def load_rgb(image: ImageInput) -> np.ndarray:
@@ -33,19 +40,55 @@ def load_rgb(image: ImageInput) -> np.ndarray:
             raise InputError(f"empty image of shape {image.shape}")
         return image
     if isinstance(image, Image.Image):
-        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        return pil_to_rgb(image)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
             raise InputError(f"image not found: {path}")
         try:
             with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+                return pil_to_rgb(ImageOps.exif_transpose(img))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
             raise InputError(f"cannot read image {path}: {err}") from err
     raise InputError(
         f"unsupported image type {type(image).__name__}; pass a path, a PIL image or a numpy array"
     )
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode as H×W×3 uint8 RGB.
+
+    Greyscale is repeated over the channels, alpha dropped, palettes expanded; 16-bit greyscale is scaled to
+    8 bits (Pillow's own conversion would clip everything above 255 to white).
+    """
+    if img.mode in _SIXTEEN_BIT_MODES:
+        wide = np.asarray(img).astype(np.float32)
+        grey = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+
+
+def decode_rgb(data: bytes, max_pixels: int | None = None, name: str = "upload") -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, WebP, BMP, TIFF, ...) as ``load_rgb`` reads a file of them.
+
+    EXIF orientation is applied. ``max_pixels`` is checked against the header before any pixel is decoded
+    and raises :class:`ImageTooLarge`; bytes that are not an image, or a truncated one, raise
+    :class:`InputError` naming ``name``.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"{name}: image of {width}x{height} = {width * height} pixels exceeds the limit of "
+                    f"{max_pixels} pixels"
+                )
+            img.load()
+            return pil_to_rgb(ImageOps.exif_transpose(img))
+    except UnidentifiedImageError as err:
+        raise InputError(f"{name}: not an image (no format Pillow reads matches its bytes)") from err
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise InputError(f"{name}: not a readable image ({err})") from err
 
 
 def default_palette(num_colors: int) -> list[list[int]]:

@@ -146,10 +146,10 @@ class Segmenter:
         results: list[np.ndarray | None] = [None] * len(arrays)
         groups: dict[Any, list[int]] = {}
         for i, arr in enumerate(arrays):
-            if self._tiled(arr):
+            key = self.size_class(arr)
+            if key is None:
                 results[i] = self._predict_tiled(arr)
             else:
-                key = "static" if self.metadata.static_size else arr.shape[:2]
                 groups.setdefault(key, []).append(i)
         for members in groups.values():
             for start in range(0, len(members), cap):
@@ -157,6 +157,22 @@ class Segmenter:
                 for i, labels in zip(chunk, self._labels([arrays[i] for i in chunk]), strict=True):
                     results[i] = labels
         return [r for r in results if r is not None]
+
+    def size_class(self, image: np.ndarray) -> tuple[int, int] | str | None:
+        """Which images of ``predict_batch`` share one model run with this H×W×3 array.
+
+        Images of the same size class are stacked into one input tensor: "static" for a model with a fixed
+        export size (every image is resized to it), else the image's (height, width). None for an image
+        segmented alone in tiles.
+        """
+        if self._tiled(image):
+            return None
+        return "static" if self.metadata.static_size else (image.shape[0], image.shape[1])
+
+    @property
+    def max_batch(self) -> int | None:
+        """The model's fixed batch dimension, if its graph has one (None: any batch size)."""
+        return self.io.fixed_batch
 
     def logits(self, image: ImageInput) -> np.ndarray:
         """Scores of one image as a C×H×W float32 array at the image's size.

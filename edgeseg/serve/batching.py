@@ -1,0 +1,160 @@
+"""Dynamic batching: images queued by concurrent requests run through the model together.
+
+A :class:`Batcher` owns one or more worker threads, each with its own :class:`~edgeseg.runtime.Segmenter`
+(a Segmenter is not thread-safe). Requests are grouped by the Segmenter's size class, so images of different
+sizes never share a run; the oldest queued image's group runs once it holds ``max_batch`` images or the
+oldest has waited ``max_wait_ms``. Every result is ``Segmenter.predict_batch`` of its group, which equals
+``Segmenter.predict`` of each image alone. The inference runs in the worker threads, so an asyncio event loop
+that awaits the returned futures keeps serving meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeseg.errors import EdgesegError
+from edgeseg.runtime import Segmenter
+
+
+class QueueFull(EdgesegError):
+    """The batcher already holds ``max_queue`` images."""
+
+
+class BatcherClosed(EdgesegError):
+    """The batcher is shutting down and takes no new images."""
+
+
+@dataclass
+class _Job:
+    image: np.ndarray
+    future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One image's label map and the run it came from."""
+
+    labels: np.ndarray
+    batch_size: int
+    inference_s: float
+
+
+class Batcher:
+    """Queue images from any thread and get their label maps as :class:`concurrent.futures.Future`.
+
+    ``on_batch(size, seconds)`` is called after every model run (for metrics). ``close()`` stops taking
+    images, lets the workers finish everything queued, and joins them.
+    """
+
+    def __init__(
+        self,
+        segmenters: Sequence[Segmenter],
+        max_batch: int,
+        max_wait_ms: float,
+        max_queue: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        if not segmenters:
+            raise ValueError("a Batcher needs at least one Segmenter")
+        fixed = segmenters[0].max_batch
+        self.max_batch = min(max_batch, fixed) if fixed else max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._size_class = segmenters[0].size_class
+        self._on_batch = on_batch
+        self._groups: OrderedDict[Hashable, deque[_Job]] = OrderedDict()
+        self._depth = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._work, args=(seg,), name=f"edgeseg-serve-{i}", daemon=True)
+            for i, seg in enumerate(segmenters)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Images queued and not yet taken by a worker."""
+        return self._depth
+
+    def submit(self, image: np.ndarray) -> Future:
+        """Queue an H×W×3 uint8 RGB image; the future resolves to a :class:`BatchResult`.
+
+        Cancelling the future before a worker takes it drops the image from the queue. Raises
+        :class:`QueueFull` or :class:`BatcherClosed` without queueing.
+        """
+        key = self._size_class(image)
+        job = _Job(image)
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("the server is shutting down")
+            if self._depth >= self.max_queue:
+                raise QueueFull(f"{self._depth} images are queued (limit {self.max_queue})")
+            # Tiled images (no size class) run alone: a key of their own never groups with another.
+            self._groups.setdefault(key if key is not None else object(), deque()).append(job)
+            self._depth += 1
+            self._cond.notify_all()
+        return job.future
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take no more images, finish the queued ones, and stop the workers."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _oldest_group(self) -> tuple[Hashable, deque[_Job]] | None:
+        best = None
+        for key, jobs in self._groups.items():
+            if best is None or jobs[0].queued_at < best[1][0].queued_at:
+                best = (key, jobs)
+        return best
+
+    def _take(self) -> list[_Job] | None:
+        """Wait for the next batch (None when closed and drained). Call with no lock held."""
+        with self._cond:
+            while True:
+                oldest = self._oldest_group()
+                if oldest is None:
+                    if self._closed:
+                        return None
+                    self._cond.wait()
+                    continue
+                key, jobs = oldest
+                wait = jobs[0].queued_at + self.max_wait_s - time.monotonic()
+                if len(jobs) >= self.max_batch or wait <= 0 or self._closed:
+                    batch = [jobs.popleft() for _ in range(min(self.max_batch, len(jobs)))]
+                    if not jobs:
+                        del self._groups[key]
+                    self._depth -= len(batch)
+                    return batch
+                self._cond.wait(wait)
+
+    def _work(self, segmenter: Segmenter) -> None:
+        while (batch := self._take()) is not None:
+            # A client that left before its image ran cancelled the future: skip the image.
+            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            start = time.perf_counter()
+            try:
+                labels = segmenter.predict_batch([job.image for job in live])
+            except Exception as err:  # the model failed: every waiting request gets the error
+                for job in live:
+                    job.future.set_exception(err)
+                continue
+            seconds = time.perf_counter() - start
+            for job, mask in zip(live, labels, strict=True):
+                job.future.set_result(BatchResult(mask, len(live), seconds))
+            if self._on_batch is not None:
+                self._on_batch(len(live), seconds)
