@@ -85,9 +85,11 @@ def decode_rgb(data: bytes, max_pixels: int | None = None, name: str = "upload")
                 )
             img.load()
             return pil_to_rgb(ImageOps.exif_transpose(img))
+    except Image.DecompressionBombError as err:  # Pillow's own limit, far above any sensible max_pixels
+        raise ImageTooLarge(f"{name}: {err}") from err
     except UnidentifiedImageError as err:
         raise InputError(f"{name}: not an image (no format Pillow reads matches its bytes)") from err
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except (OSError, ValueError, SyntaxError) as err:
         raise InputError(f"{name}: not a readable image ({err})") from err
 
 
