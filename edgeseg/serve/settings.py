@@ -32,7 +32,7 @@ class ServeSettings:
     threads: int | None = None
     workers: int = 1
     max_batch: int = 8
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 2.0
     max_queue: int = 64
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
