@@ -177,12 +177,13 @@ def test_pixel_limit(model):
 def test_queue_full_is_503_with_retry_after(model):
     app = create_app(model, provider="cpu", max_queue=1, max_wait_ms=60_000, max_batch=8)
     with TestClient(app) as c:
-        waiting = app.state.batcher.submit(rgb(8, 8))  # waits a minute for partners that never come
-        r = post_png(c, rgb(8, 8))
-        assert "limit 1" in error_of(r, 503, "queue_full")
-        assert r.headers["retry-after"] == "1"
-        assert "edgeseg_queue_depth 1.0" in c.get("/metrics").text
-    assert waiting.result(timeout=10).batch_size == 1  # shutdown ran what was queued
+        with app.state.batcher.arriving():  # a request on its way: the queued image waits for it
+            waiting = app.state.batcher.submit(rgb(8, 8))
+            r = post_png(c, rgb(8, 8))
+            assert "limit 1" in error_of(r, 503, "queue_full")
+            assert r.headers["retry-after"] == "1"
+            assert "edgeseg_queue_depth 1.0" in c.get("/metrics").text
+        assert waiting.result(timeout=10).batch_size == 1  # nobody left to wait for: it ran
 
 
 def test_model_health_metrics_page_and_docs(client, reference):

@@ -118,3 +118,18 @@ def test_a_model_failure_reaches_every_waiting_request(model):
         with pytest.raises(RuntimeError, match="boom"):
             f.result(timeout=30)
     batcher.close()
+
+
+def test_tracked_arrivals_hold_a_batch_only_while_someone_is_arriving(model):
+    seg = Recording(model, provider="cpu")
+    batcher = Batcher([seg], 8, max_wait_ms=60_000, max_queue=8, track_arrivals=True)
+    start = time.monotonic()
+    assert batcher.submit(rgb(10, 10)).result(timeout=30).batch_size == 1  # nobody else on the way
+    assert time.monotonic() - start < 30
+    with batcher.arriving():
+        first = batcher.submit(rgb(10, 10, seed=1))
+        time.sleep(0.3)
+        assert not first.done()  # waits: the request arriving may share its run
+        second = batcher.submit(rgb(10, 10, seed=2))
+    assert first.result(timeout=30).batch_size == 2 and second.result(timeout=30).batch_size == 2
+    batcher.close()

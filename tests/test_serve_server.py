@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -76,13 +75,16 @@ def test_server_has_no_torch_and_survives_clients_that_leave(model):
 
         port = int(base.rsplit(":", 1)[1])
         ran_before = metric(base, "edgeseg_batch_size_count")
-        # Gone mid-upload: 1 kB of a declared 100 kB, then the connection closes.
-        raw_request(port, b"\0" * 1000, 100_000).close()
+        # Still uploading: 1 kB of a declared 100 kB. While it arrives, queued images wait for it.
+        uploading = raw_request(port, b"\0" * 1000, 100_000)
+        time.sleep(0.3)
         # Gone while queued: the whole image arrives, then the client leaves during the 1.5 s batching wait.
         data = encode(rgb(20, 20))
-        sock = raw_request(port, data, len(data))
+        queued = raw_request(port, data, len(data))
         time.sleep(0.5)
-        sock.close()
+        queued.close()
+        time.sleep(0.3)
+        uploading.close()  # gone mid-upload
         assert wait_for(lambda: metric(base, "edgeseg_client_gone_total") == 2.0)
         time.sleep(1.5)  # past the batching wait: a leaked job would have run by now
         assert metric(base, "edgeseg_batch_size_count") == ran_before  # the abandoned image never ran
@@ -93,27 +95,27 @@ def test_server_has_no_torch_and_survives_clients_that_leave(model):
 
 
 def test_graceful_shutdown_finishes_requests_in_flight(model):
-    with server(model, "--max-wait-ms", "1500") as (base, proc):
-        outcome: dict[str, object] = {}
-
-        def client() -> None:
-            try:
-                outcome["status"], outcome["body"] = post(base, encode(rgb(16, 16)))
-            except Exception as err:  # noqa: BLE001 - the assertion below reports it
-                outcome["error"] = err
-
-        thread = threading.Thread(target=client)
-        thread.start()
-        time.sleep(0.5)  # the request now waits in the batcher
+    with server(model) as (base, proc):
+        data = encode(rgb(16, 16))
+        sock = raw_request(int(base.rsplit(":", 1)[1]), data[:100], len(data))  # mid-upload
+        time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
-        thread.join(timeout=30)
-        assert outcome.get("status") == 200, outcome
-        assert decode_png(outcome["body"]).shape == (16, 16)
+        time.sleep(0.5)
+        sock.sendall(data[100:])  # the rest arrives after the signal
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         # uvicorn exits through the signal it caught, once the request is answered.
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
 
 
 def test_create_app_and_a_request_import_no_torch(model):
+    pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not installed")
     code = f"""
 import sys
 from fastapi.testclient import TestClient

@@ -150,7 +150,12 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
     batcher_ref: list[Batcher] = []
     metrics = ServeMetrics(queue_depth=lambda: batcher_ref[0].depth if batcher_ref else 0)
     batcher = Batcher(
-        segmenters, cfg.max_batch, cfg.max_wait_ms, cfg.max_queue, on_batch=metrics.observe_batch
+        segmenters,
+        cfg.max_batch,
+        cfg.max_wait_ms,
+        cfg.max_queue,
+        on_batch=metrics.observe_batch,
+        track_arrivals=True,
     )
     batcher_ref.append(batcher)
     info = model_info(model, cfg)
@@ -207,19 +212,20 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
             raise ServeError(
                 400, "bad_format", f"format must be one of {', '.join(responses.FORMATS)}, got {format!r}"
             )
-        try:
-            data, name = await upload_bytes(request, cfg.max_upload_bytes)
-        except ClientGone:
-            metrics.client_gone.inc()
-            return Response(status_code=CLIENT_GONE)
-        image = await decode_upload(data, name, cfg.max_image_pixels)
         retry = {"Retry-After": str(cfg.retry_after_s)}
-        try:
-            future = batcher.submit(image)
-        except QueueFull as err:
-            raise ServeError(503, "queue_full", f"server busy: {err}; retry later", retry) from err
-        except BatcherClosed as err:
-            raise ServeError(503, "shutting_down", str(err), retry) from err
+        with batcher.arriving():  # queued images of this size may wait for this one
+            try:
+                data, name = await upload_bytes(request, cfg.max_upload_bytes)
+            except ClientGone:
+                metrics.client_gone.inc()
+                return Response(status_code=CLIENT_GONE)
+            image = await decode_upload(data, name, cfg.max_image_pixels)
+            try:
+                future = batcher.submit(image)
+            except QueueFull as err:
+                raise ServeError(503, "queue_full", f"server busy: {err}; retry later", retry) from err
+            except BatcherClosed as err:
+                raise ServeError(503, "shutting_down", str(err), retry) from err
         result = await _result_unless_gone(request, future)
         if result is None:
             metrics.client_gone.inc()

@@ -3,9 +3,10 @@
 A :class:`Batcher` owns one or more worker threads, each with its own :class:`~edgeseg.runtime.Segmenter`
 (a Segmenter is not thread-safe). Requests are grouped by the Segmenter's size class, so images of different
 sizes never share a run; the oldest queued image's group runs once it holds ``max_batch`` images or the
-oldest has waited ``max_wait_ms``. Every result is ``Segmenter.predict_batch`` of its group, which equals
-``Segmenter.predict`` of each image alone. The inference runs in the worker threads, so an asyncio event loop
-that awaits the returned futures keeps serving meanwhile.
+oldest has waited ``max_wait_ms`` (with ``track_arrivals``, also at once when no other request is on its
+way: a lone client never waits for partners that cannot come). Every result is ``Segmenter.predict_batch``
+of its group, which equals ``Segmenter.predict`` of each image alone. The inference runs in the worker
+threads, so an asyncio event loop that awaits the returned futures keeps serving meanwhile.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +53,8 @@ class Batcher:
     """Queue images from any thread and get their label maps as :class:`concurrent.futures.Future`.
 
     ``on_batch(size, seconds)`` is called after every model run (for metrics). ``close()`` stops taking
-    images, lets the workers finish everything queued, and joins them.
+    images, lets the workers finish everything queued, and joins them. With ``track_arrivals``, callers wrap
+    each request in :meth:`arriving`, and queued images wait only while some request is still arriving.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Batcher:
         max_wait_ms: float,
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
+        track_arrivals: bool = False,
     ) -> None:
         if not segmenters:
             raise ValueError("a Batcher needs at least one Segmenter")
@@ -73,6 +77,8 @@ class Batcher:
         self._groups: OrderedDict[Hashable, deque[_Job]] = OrderedDict()
         self._depth = 0
         self._closed = False
+        self._arriving = 0
+        self._track_arrivals = track_arrivals
         self._cond = threading.Condition()
         self._threads = [
             threading.Thread(target=self._work, args=(seg,), name=f"edgeseg-serve-{i}", daemon=True)
@@ -85,6 +91,20 @@ class Batcher:
     def depth(self) -> int:
         """Images queued and not yet taken by a worker."""
         return self._depth
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request that is still uploading or decoding: queued images wait for it (up to
+        ``max_wait_ms``) since it may join their batch; with ``track_arrivals`` and none arriving, a batch
+        runs at once."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
 
     def submit(self, image: np.ndarray) -> Future:
         """Queue an H×W×3 uint8 RGB image; the future resolves to a :class:`BatchResult`.
@@ -132,7 +152,9 @@ class Batcher:
                     continue
                 key, jobs = oldest
                 wait = jobs[0].queued_at + self.max_wait_s - time.monotonic()
-                if len(jobs) >= self.max_batch or wait <= 0 or self._closed:
+                full = len(jobs) >= self.max_batch
+                alone = self._track_arrivals and self._arriving == 0
+                if full or wait <= 0 or self._closed or alone:
                     batch = [jobs.popleft() for _ in range(min(self.max_batch, len(jobs)))]
                     if not jobs:
                         del self._groups[key]
