@@ -8,15 +8,19 @@ the model), ``/docs``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -25,11 +29,11 @@ from starlette.concurrency import run_in_threadpool
 from edgeseg import __version__
 from edgeseg.runtime import Segmenter
 from edgeseg.serve import responses
-from edgeseg.serve.batching import Batcher, BatcherClosed, BatchResult, QueueFull
+from edgeseg.serve.batching import Arrival, Batcher, BatcherClosed, BatchResult, QueueFull
 from edgeseg.serve.errors import ServeError
 from edgeseg.serve.metrics import ServeMetrics
 from edgeseg.serve.settings import ServeSettings
-from edgeseg.serve.uploads import ClientGone, decode_upload, upload_bytes
+from edgeseg.serve.uploads import ClientGone, decode_image, upload_bytes
 
 ENDPOINTS = ("/", "/v1/segment", "/v1/model", "/healthz", "/metrics", "/docs", "/openapi.json")
 CLIENT_GONE = 499  # nginx's code for "client closed request": never reaches anyone, logged and counted
@@ -80,9 +84,21 @@ class _CountRequests:
             self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
 
 
-async def _result_unless_gone(request: Request, future: Future) -> BatchResult | None:
-    """The batch result, or None (and the queued image dropped) when the client disconnects first."""
-    result = asyncio.wrap_future(future)
+@dataclass
+class _Pending:
+    """A request shared by the event loop and its thread: the queued job, and whether the client left."""
+
+    future: Future | None = None
+    gone: bool = False
+
+    def abandon(self) -> None:
+        self.gone = True
+        if self.future is not None:
+            self.future.cancel()  # a job no worker took yet is dropped, never run
+
+
+async def _unless_gone(request: Request, work: asyncio.Future, pending: _Pending) -> Any:
+    """The work's result, or None once the client disconnects first (its queued image is then dropped)."""
 
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
@@ -90,13 +106,15 @@ async def _result_unless_gone(request: Request, future: Future) -> BatchResult |
 
     watcher = asyncio.ensure_future(disconnected())
     try:
-        await asyncio.wait({result, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-    if result.done():
-        return result.result()
-    result.cancel()  # cancels the queued job too, so no worker runs it
-    return None
+    if not work.done():
+        pending.abandon()
+        with contextlib.suppress(Exception):
+            await work  # returns as soon as the job is cancelled, or its batch is done
+        return None
+    return work.result()
 
 
 def model_info(segmenter: Segmenter, settings: ServeSettings) -> dict[str, Any]:
@@ -161,6 +179,29 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
     info = model_info(model, cfg)
     page = resources.files("edgeseg.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
+    # One thread per request does decode → queue → wait → encode: two thread hand-offs fewer than going
+    # back to the event loop between steps. Enough threads that the queue limit, not threads, refuses work.
+    limiter = anyio.CapacityLimiter(cfg.max_queue + cfg.workers * cfg.max_batch + 16)
+    retry = {"Retry-After": str(cfg.retry_after_s)}
+
+    def handle(data: bytes, name: str, fmt: str, arrival: Arrival, pending: _Pending) -> tuple | None:
+        image = decode_image(data, name, cfg.max_image_pixels)
+        try:
+            future = batcher.submit(image, arrival)
+        except QueueFull as err:
+            raise ServeError(503, "queue_full", f"server busy: {err}; retry later", retry) from err
+        except BatcherClosed as err:
+            raise ServeError(503, "shutting_down", str(err), retry) from err
+        pending.future = future
+        if pending.gone:
+            future.cancel()
+        try:
+            result = future.result()
+        except CancelledError:
+            return None
+        body, media = _render(fmt, image, result, model, cfg.overlay_alpha)
+        return body, media, result, image.shape[:2]
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -212,29 +253,24 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
             raise ServeError(
                 400, "bad_format", f"format must be one of {', '.join(responses.FORMATS)}, got {format!r}"
             )
-        retry = {"Retry-After": str(cfg.retry_after_s)}
-        with batcher.arriving():  # queued images of this size may wait for this one
+        with batcher.arriving() as arrival:  # queued images of this size may wait for this one
             try:
                 data, name = await upload_bytes(request, cfg.max_upload_bytes)
             except ClientGone:
                 metrics.client_gone.inc()
                 return Response(status_code=CLIENT_GONE)
-            image = await decode_upload(data, name, cfg.max_image_pixels)
-            try:
-                future = batcher.submit(image)
-            except QueueFull as err:
-                raise ServeError(503, "queue_full", f"server busy: {err}; retry later", retry) from err
-            except BatcherClosed as err:
-                raise ServeError(503, "shutting_down", str(err), retry) from err
-        result = await _result_unless_gone(request, future)
-        if result is None:
+            pending = _Pending()
+            job = functools.partial(handle, data, name, format, arrival, pending)
+            work = asyncio.ensure_future(anyio.to_thread.run_sync(job, limiter=limiter))
+            outcome = await _unless_gone(request, work, pending)
+        if outcome is None:
             metrics.client_gone.inc()
             return Response(status_code=CLIENT_GONE)
-        body, media = await run_in_threadpool(_render, format, image, result, model, cfg.overlay_alpha)
+        body, media, result, (height, width) = outcome
         headers = {
             "X-Inference-Ms": f"{result.inference_s * 1000:.2f}",
             "X-Batch-Size": str(result.batch_size),
-            "X-Image-Size": f"{image.shape[1]}x{image.shape[0]}",
+            "X-Image-Size": f"{width}x{height}",
         }
         metrics.latency.labels(format=format).observe(time.perf_counter() - start)
         return Response(body, media_type=media, headers=headers)

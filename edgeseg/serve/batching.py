@@ -40,6 +40,13 @@ class _Job:
     queued_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class Arrival:
+    """A request on its way to :meth:`Batcher.submit` (see :meth:`Batcher.arriving`)."""
+
+    done: bool = False
+
+
 @dataclass(frozen=True)
 class BatchResult:
     """One image's label map and the run it came from."""
@@ -80,9 +87,10 @@ class Batcher:
         self._arriving = 0
         self._track_arrivals = track_arrivals
         self._cond = threading.Condition()
+        self._free = list(segmenters)  # sessions not running a batch
         self._threads = [
-            threading.Thread(target=self._work, args=(seg,), name=f"edgeseg-serve-{i}", daemon=True)
-            for i, seg in enumerate(segmenters)
+            threading.Thread(target=self._work, name=f"edgeseg-serve-{i}", daemon=True)
+            for i in range(len(segmenters))
         ]
         for thread in self._threads:
             thread.start()
@@ -93,36 +101,53 @@ class Batcher:
         return self._depth
 
     @contextmanager
-    def arriving(self) -> Iterator[None]:
+    def arriving(self) -> Iterator[Arrival]:
         """Mark a request that is still uploading or decoding: queued images wait for it (up to
         ``max_wait_ms``) since it may join their batch; with ``track_arrivals`` and none arriving, a batch
-        runs at once."""
+        runs at once. Pass the yielded :class:`Arrival` to :meth:`submit`, which ends it as it queues."""
+        arrival = Arrival()
         with self._cond:
             self._arriving += 1
         try:
-            yield
+            yield arrival
         finally:
             with self._cond:
-                self._arriving -= 1
-                self._cond.notify_all()
+                if not arrival.done:
+                    arrival.done = True
+                    self._arriving -= 1
+                    if self._groups:
+                        self._cond.notify_all()
 
-    def submit(self, image: np.ndarray) -> Future:
+    def submit(self, image: np.ndarray, arrival: Arrival | None = None) -> Future:
         """Queue an H×W×3 uint8 RGB image; the future resolves to a :class:`BatchResult`.
 
         Cancelling the future before a worker takes it drops the image from the queue. Raises
-        :class:`QueueFull` or :class:`BatcherClosed` without queueing.
+        :class:`QueueFull` or :class:`BatcherClosed` without queueing. ``arrival`` (from :meth:`arriving`)
+        ends with the queueing, in one step, so the worker does not wait for the image it just got.
+
+        With ``track_arrivals``, an image that finds nothing queued, nobody else arriving and a free session
+        runs at once in the calling thread (the future comes back done): a lone request then pays no thread
+        hand-off, which on a busy machine costs milliseconds each way.
         """
         key = self._size_class(image)
         job = _Job(image)
         with self._cond:
+            if arrival is not None and not arrival.done:
+                arrival.done = True
+                self._arriving -= 1
             if self._closed:
                 raise BatcherClosed("the server is shutting down")
             if self._depth >= self.max_queue:
                 raise QueueFull(f"{self._depth} images are queued (limit {self.max_queue})")
-            # Tiled images (no size class) run alone: a key of their own never groups with another.
-            self._groups.setdefault(key if key is not None else object(), deque()).append(job)
-            self._depth += 1
-            self._cond.notify_all()
+            alone = self._track_arrivals and self._arriving == 0 and not self._groups
+            session = self._free.pop() if alone and self._free else None
+            if session is None:
+                # Tiled images (no size class) run alone: a key of their own never groups with another.
+                self._groups.setdefault(key if key is not None else object(), deque()).append(job)
+                self._depth += 1
+                self._cond.notify_all()
+        if session is not None:
+            self._run([job], session)
         return job.future
 
     def close(self, timeout: float | None = None) -> None:
@@ -140,14 +165,17 @@ class Batcher:
                 best = (key, jobs)
         return best
 
-    def _take(self) -> list[_Job] | None:
-        """Wait for the next batch (None when closed and drained). Call with no lock held."""
+    def _take(self) -> tuple[list[_Job], Segmenter] | None:
+        """Wait for the next batch and a free session (None when closed and drained). Call unlocked."""
         with self._cond:
             while True:
                 oldest = self._oldest_group()
                 if oldest is None:
                     if self._closed:
                         return None
+                    self._cond.wait()
+                    continue
+                if not self._free:  # every session is busy (one runs a caller's image): wait for one
                     self._cond.wait()
                     continue
                 key, jobs = oldest
@@ -159,24 +187,34 @@ class Batcher:
                     if not jobs:
                         del self._groups[key]
                     self._depth -= len(batch)
-                    return batch
+                    return batch, self._free.pop()
                 self._cond.wait(wait)
 
-    def _work(self, segmenter: Segmenter) -> None:
-        while (batch := self._take()) is not None:
+    def _work(self) -> None:
+        while (taken := self._take()) is not None:
+            self._run(*taken)
+
+    def _run(self, batch: list[_Job], segmenter: Segmenter) -> None:
+        """Run one batch on a session taken from the free list, and give the session back."""
+        try:
             # A client that left before its image ran cancelled the future: skip the image.
             live = [job for job in batch if job.future.set_running_or_notify_cancel()]
             if not live:
-                continue
+                return
             start = time.perf_counter()
             try:
                 labels = segmenter.predict_batch([job.image for job in live])
             except Exception as err:  # the model failed: every waiting request gets the error
                 for job in live:
                     job.future.set_exception(err)
-                continue
+                return
             seconds = time.perf_counter() - start
             for job, mask in zip(live, labels, strict=True):
                 job.future.set_result(BatchResult(mask, len(live), seconds))
             if self._on_batch is not None:
                 self._on_batch(len(live), seconds)
+        finally:
+            with self._cond:
+                self._free.append(segmenter)
+                if self._groups:  # waking idle workers for nothing costs the caller the GIL, and time
+                    self._cond.notify_all()

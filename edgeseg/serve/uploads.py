@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from edgeseg.errors import InputError
@@ -99,12 +98,12 @@ async def upload_bytes(request: Request, limit: int) -> tuple[bytes, str]:
         await form.close()
 
 
-async def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode in a worker thread: 400 for no image or a truncated one, 413 over the pixel limit."""
+def decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Decode an upload: 400 for bytes that are no image or a truncated one, 413 over the pixel limit."""
     if not data:
         raise ServeError(400, "empty_upload", f"{name}: the upload is empty")
     try:
-        return await run_in_threadpool(decode_rgb, data, max_pixels, name)
+        return decode_rgb(data, max_pixels, name)
     except ImageTooLarge as err:
         raise ServeError(413, "image_too_large", str(err)) from err
     except InputError as err:
