@@ -261,6 +261,26 @@ class Direct:
         return (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000, (time.thread_time() - cpu) * 1000
 
 
+def model_batch_gain(direct: Direct, batch: int, seconds: float) -> dict:
+    """Images/s of `predict_batch` on ``batch`` same-size images against ``predict`` one by one."""
+    first = direct.images[0].shape
+    same = [im for im in direct.images if im.shape == first]
+    group = (same * batch)[:batch]
+    one, many = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline or not one:
+        t0 = time.perf_counter()
+        for im in group:
+            direct.seg.predict(im)
+        t1 = time.perf_counter()
+        direct.seg.predict_batch(group)
+        t2 = time.perf_counter()
+        one.append(t1 - t0)
+        many.append(t2 - t1)
+    single_ips, batch_ips = batch / float(np.median(one)), batch / float(np.median(many))
+    return {"batch": batch, "single_ips": single_ips, "batch_ips": batch_ips, "gain": batch_ips / single_ips}
+
+
 def medians(rows: list[tuple[float, float, float, float]]) -> dict:
     decode, predict, encode, _ = np.median(np.asarray(rows), axis=0)
     cpu = float(np.mean(np.asarray(rows)[:, 3]))
@@ -354,6 +374,7 @@ def report(args, env, direct, phases) -> str:
         for (k, s), n in ph["tally"].by_kind.items()
         if k in EXPECTED_STATUS and s != EXPECTED_STATUS[k]
     )
+    mb = direct["model_batch"]
     verdict = "met" if single["p50"] <= 1.25 * budget else "NOT met"
     lines += [
         "",
@@ -364,6 +385,9 @@ def report(args, env, direct, phases) -> str:
         f"{single['p50'] / near['predict_p50']:.2f}x direct predict alone. CPU time, free of the wait for a "
         f"core: the server spent {single['server_cpu_per_request']:.2f} ms per request (all its threads), "
         f"the same work done directly {near['cpu_mean']:.2f} ms",
+        f"- the model alone, in this process: `predict_batch` of {mb['batch']} same-size images runs "
+        f"{mb['batch_ips']:.1f} images/s against {mb['single_ips']:.1f} for `predict` one by one: "
+        f"{mb['gain']:.2f}x (the most batching can give here)",
         f"- batching at {args.clients} clients: --max-batch {args.max_batch} serves "
         f"{batched['throughput']:.1f} good responses/s against {unbatched['throughput']:.1f} with "
         f"--max-batch 1: {gain:.2f}x",
@@ -399,6 +423,7 @@ def main() -> None:
     references = [seg.predict(img) for img in images]
     direct_runner = Direct(args.model, args.threads, images, uploads)
     direct = direct_baseline(direct_runner, args.direct_seconds)
+    direct["model_batch"] = model_batch_gain(direct_runner, args.max_batch, args.direct_seconds)
     phases = [
         (
             "one client",

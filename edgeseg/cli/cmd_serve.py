@@ -28,7 +28,9 @@ def serve(
     max_upload_bytes: Annotated[
         int, typer.Option(help="Largest request body accepted (413 above).")
     ] = D.max_upload_bytes,
-    workers: Annotated[int, typer.Option(help="Inference threads, each with its own session.")] = D.workers,
+    workers: Annotated[
+        int, typer.Option(help="ONNX Runtime sessions, each runs one batch at a time.")
+    ] = D.workers,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads per session.")] = None,
 ) -> None:
     """Serve a model over HTTP: POST /v1/segment, GET /v1/model, /healthz, /metrics, a page at / and /docs.

@@ -21,9 +21,9 @@ class ServeSettings:
     oldest queued image waits for others of its size before its batch runs anyway. ``max_queue``: images
     waiting for a run; beyond it requests get 503 with Retry-After. ``max_upload_bytes``: request body limit
     (413). ``max_image_pixels``: width × height limit checked from the image header before decoding (413).
-    ``workers``: inference threads, each with its own ONNX Runtime session; ``threads``: intra-op threads
-    of each session (None: ONNX Runtime's default). ``overlay_alpha``: mask opacity in overlays.
-    ``graceful_timeout_s``: how long shutdown waits for in-flight requests.
+    ``workers``: ONNX Runtime sessions (and worker threads), each running one batch at a time; ``threads``:
+    intra-op threads of each session (None: ONNX Runtime's default). ``overlay_alpha``: mask opacity in
+    overlays. ``graceful_timeout_s``: how long shutdown waits for in-flight requests.
     """
 
     host: str = "127.0.0.1"
