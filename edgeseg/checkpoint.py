@@ -82,15 +82,40 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
     return target
 
 
+def load_weights_file(path: Path, what: str = "weights file") -> Any:
+    """``torch.load(path, weights_only=True)``; a file that is not plain weights is a one-line ``InputError``.
+
+    A pickle that would call code (``__reduce__`` of any class, ``os.system`` ...) is refused with the
+    names of the globals it references: those names are what a user needs to judge the file. PyTorch's own
+    message advises ``weights_only=False``, which is exactly what must not be done with an untrusted file.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and unpickler errors all mean "not a weights file"
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise InputError(
+                f"{path}: refused, it holds code as well as data (Python objects {', '.join(unsafe)} that "
+                "unpickling would call); edgeseg loads weights only"
+            ) from None
+        detail = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise InputError(f"{path} is not a readable {what}: {detail}") from err
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals of a checkpoint that ``weights_only`` loading does not allow ([] if none or unreadable)."""
+    try:
+        return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
+    except Exception:  # not a zip checkpoint at all: the caller reports it as unreadable
+        return []
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load an edgeseg checkpoint safely (``weights_only=True``), with clear errors for bad files."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"checkpoint not found: {p}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and unpickler errors all mean "not a checkpoint"
-        raise InputError(f"{p} is not a readable edgeseg checkpoint: {err}") from err
+    ckpt = load_weights_file(p, what="edgeseg checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise InputError(f"{p} is not an edgeseg checkpoint (no 'format: {FORMAT}' entry)")
     return ckpt
