@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edgeseg.cli.main import app, main
 from edgeseg.errors import EdgesegError, InputError
-from edgeseg.runtime import ModelMetadata, Segmenter
+from edgeseg.runtime import ModelMetadata, Segmenter, overlay
 
 PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
 
@@ -77,7 +77,14 @@ def test_predict_writes_palette_masks_and_survives_a_bad_file(workspace):
         np.testing.assert_array_equal(labels, seg.predict(workspace / source))
         assert len(np.unique(labels)) > 1
         with Image.open(out / mask.replace(".png", "_overlay.png")) as over:
-            assert over.mode == "RGB" and over.size == (labels.shape[1], labels.shape[0])
+            assert over.mode == "RGB" and over.width >= labels.shape[1] and over.height > labels.shape[0]
+            picture = np.asarray(over)
+        image = np.asarray(Image.open(workspace / source).convert("RGB"))
+        blended = overlay(image, labels, seg.palette, 0.5)
+        np.testing.assert_array_equal(picture[: labels.shape[0], : labels.shape[1]], blended)
+        band = picture[labels.shape[0] :].reshape(-1, 3)
+        for index in np.unique(labels):
+            assert (band == seg.palette[index]).all(axis=1).any(), f"no legend swatch for class {index}"
     assert not (out / "bad.png").exists()
     assert sorted(p.name for p in out.rglob("*.png")) == sorted(
         ["a.png", "a_overlay.png", "b.png", "b_overlay.png", "c.png", "c_overlay.png"]
