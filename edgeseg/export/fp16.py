@@ -202,7 +202,6 @@ def convert_fp16(
         with atomic_path(target) as tmp_target:
             onnx.save(half, os.fspath(tmp_target))
     report.seconds = time.perf_counter() - start
-    say(f"argmax agreement {100 * report.agreement:.3f} % over {report.pixels} pixels")
     return report
 
 

@@ -335,12 +335,12 @@ def quantize_int8(
             result, other_sizes = job.measure(candidate)
             drop = result.drop or 0.0
             attempts.append(Attempt(info["float_nodes"], 100 * result.miou_candidate, drop, drop <= max_drop))
+            if attempts[-1].passed:
+                break  # the caller prints the passing result, from the report
             say(
                 f"mIoU FP32 {100 * result.miou_reference:.2f}, INT8 {100 * result.miou_candidate:.2f}: drop "
-                f"{drop:.2f} points (allowed {max_drop:.2f}), {len(info['float_nodes'])} nodes kept float"
+                f"{drop:.2f} points > allowed {max_drop:.2f}, {len(info['float_nodes'])} nodes kept float"
             )
-            if attempts[-1].passed:
-                break
             if schedule is None:
                 say("ranking the activations that quantization damages most")
                 ranked = rank_sensitive_tensors(pre, qdq, reader.subset(SENSITIVITY_IMAGES))
