@@ -112,9 +112,10 @@ def bench(
     for note in notes:
         err.print(f"note: {note}")
     out = Console()
-    if not out.is_terminal:  # piped or captured: rich would squeeze the table into 80 columns
-        out = Console(width=200)
-    out.print(rich_table(results))
+    if out.is_terminal:  # leave out the least needed columns rather than wrap or cut cells
+        out.print(rich_table(results, out.width))
+    else:  # piped or captured: rich would squeeze the table into 80 columns
+        Console(width=200).print(rich_table(results))
     settings = {"warmup": warmup, "runs": runs, "seconds": seconds, "interleave": not sequential}
     if json_path is not None:
         write_json(json_path, results, settings)
