@@ -54,7 +54,7 @@ def evaluate_model(
     import torch
 
     from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, model_from_checkpoint
-    from edgeseg.models import complexity
+    from edgeseg.models import complexity, describe_model
     from edgeseg.train.evaluate import evaluate, evaluate_onnx
 
     classes = list(val_set.classes)
@@ -67,6 +67,7 @@ def evaluate_model(
         "onnx": str(entry.onnx),
         "checkpoint": str(entry.checkpoint) if entry.checkpoint else None,
         "model_name": ckpt["model"]["name"],
+        "network": describe_model(ckpt["model"]["name"], ckpt["model"]["kwargs"]),
         "params": int(params),
         "gflops": float(gflops),
         "gflops_size": list(size),

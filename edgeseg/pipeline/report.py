@@ -241,7 +241,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for m in models.values():
         lat = m["latency"]
         lines.append(
-            f"| {m['label']} | {m['model_name']} | {_num(m['miou'], '.2f', 100)} | "
+            f"| {m['label']} | {m.get('network', m['model_name'])} | {_num(m['miou'], '.2f', 100)} | "
             f"{_num(m['pixel_acc'], '.2f', 100)} | {m['params'] / 1e6:.3f} M | {m['gflops']:.3f} | "
             f"{_size(m['file_size'])} | {_num(lat['p50_ms'], '.2f')} | {_num(lat['p90_ms'], '.2f')} | "
             f"{_num(lat['throughput_ips'], '.1f')} |"
