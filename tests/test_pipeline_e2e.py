@@ -126,6 +126,9 @@ def test_every_file_and_figure_is_written(run) -> None:
     assert report["models"]["teacher"]["network"] == "unet (base_channels=8, depth=2)"
     assert report["models"]["int8"]["network"] == "lraspp_dsnet ×0.25 width"
     assert "accuracy gate" in markdown and "Distillation:" in markdown
+    env = report["bench"]["environment"]
+    assert f"Measured on: {env['description']}" in markdown and env["threads"] == 1
+    assert "instruction_sets" in env and env["onnxruntime"]["version"] in env["description"]
     assert yaml.safe_load((out / "pipeline.yaml").read_text())["student"]["baseline"] is True
 
 

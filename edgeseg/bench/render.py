@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from edgeseg import __version__
@@ -124,28 +121,16 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def environment() -> dict[str, Any]:
-    """Where the figures come from: Python, platform, CPU, ONNX Runtime build and, if loaded, PyTorch."""
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Where the figures come from: :func:`edgeseg.bench.machine.machine_info` (CPU, instruction sets,
+    threads, library versions) plus the ONNX Runtime build's package and providers."""
+    from edgeseg.bench.machine import machine_info
     from edgeseg.runtime.providers import ort_build_info
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-    }
+    info = machine_info(threads).to_dict()
+    info["cpu_count"] = info["logical_cpus"]
     ort = ort_build_info()
     info["onnxruntime"] = {"package": ort.package, "version": ort.version, "providers": list(ort.providers)}
-    if "torch" in sys.modules:
-        info["torch"] = sys.modules["torch"].__version__
     return info
 
 

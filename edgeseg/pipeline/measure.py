@@ -132,7 +132,7 @@ def bench_files(
     return {
         "rows": rows,
         "notes": list(notes),
-        "environment": environment(),
+        "environment": environment(settings.threads),
         "settings": {
             "size": list(size),
             "provider": settings.provider,

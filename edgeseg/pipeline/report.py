@@ -317,7 +317,9 @@ def _environment_section(report: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Environment and stages",
         "",
-        f"CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} logical cores); ONNX Runtime "
+        f"Measured on: {env['description']}; Python {env.get('python', '?')}."
+        if "description" in env
+        else f"CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} logical cores); ONNX Runtime "
         f"{ort.get('version', '?')}; Python {env.get('python', '?')}.",
         "",
         "| stage | time (s) | |",
