@@ -51,16 +51,27 @@ def validate_command(
     max_miou_delta: Annotated[
         str, typer.Option("--max-miou-delta", help="Largest |mIoU difference| (fraction), or 'off'.")
     ] = "0.001",
+    runtimes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime",
+            help="Run the file in onnxruntime, opencv (OpenCV DNN) or onnx-reference (repeatable; default "
+            "onnxruntime). Each is gated against the checkpoint; the others also report label agreement with "
+            "ONNX Runtime. One not installed is skipped, with the reason.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Compare an ONNX model with its PyTorch checkpoint: exit code 0 when it matches, 1 when not.
 
-    Runs onnx.checker (full), then ONNX Runtime (CPU) against PyTorch on random inputs at three sizes (odd,
-    non-square, batch of 2) and, with --data, on real validation images: max absolute and relative
-    output difference, argmax agreement, and the mIoU of both. The PyTorch side is wrapped as the file's
-    metadata says (in-graph preprocessing, logits/softmax/argmax output), so like is compared with like.
+    Runs onnx.checker (full), then ONNX Runtime (CPU; or each --runtime) against PyTorch on random inputs
+    at three sizes (odd, non-square, batch of 2) and, with --data, on real validation images: max absolute
+    and relative output difference, argmax agreement, and the mIoU of both. The PyTorch side is wrapped as
+    the file's metadata says (in-graph preprocessing, logits/softmax/argmax output), so like is compared
+    with like. The JSON result lists the runtimes the file was checked in (checked_in) and those skipped.
     """
-    from edgeseg.export import Tolerances, load_onnx, read_metadata, validate_onnx
+    from edgeseg.export import Tolerances, load_onnx, read_metadata
+    from edgeseg.export.crosscheck import validate_in_runtimes
     from edgeseg.export.from_checkpoint import load_samples, model_and_metadata
 
     tolerances = Tolerances(
@@ -80,25 +91,32 @@ def validate_command(
         if data is not None
         else None
     )
-    result = validate_onnx(
-        proto, torch_model, metadata=meta, samples=samples, num_classes=num_classes, tolerances=tolerances
+    checks = validate_in_runtimes(
+        proto,
+        torch_model,
+        runtimes or ["onnxruntime"],
+        metadata=meta,
+        samples=samples,
+        num_classes=num_classes,
+        tolerances=tolerances,
     )
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
-        if not result.passed:
+        typer.echo(json.dumps(checks.to_dict()))
+        if not checks.passed:
             raise typer.Exit(1)
         return
     from rich.console import Console
 
-    Console().print(result.table())
-    if not result.passed:
+    for check in checks.checks:
+        if check.result is not None:
+            Console().print(check.result.table())
+    for line in checks.lines():
+        typer.echo(f"{model}: {line}")
+    if not checks.passed:
         from edgeseg.export import ParityFailed
 
-        raise ParityFailed(
-            f"{model} does not match {checkpoint}: " + "; ".join(result.failures)[:400], result
-        )
-    typer.echo(f"{model}: {result.summary()}")
-
+        message = f"{model} does not match {checkpoint}: " + "; ".join(checks.failures())
+        raise ParityFailed(message[:500], checks.primary)
 
 def register(app: typer.Typer) -> None:
     """Add ``edgeseg validate`` to ``app``."""

@@ -53,6 +53,7 @@ from edgeseg.export.calibration import (
 from edgeseg.export.graph_edits import name_nodes, restore_io, set_prop, shapes_read_through, tail_nodes
 from edgeseg.export.info import load_onnx
 from edgeseg.export.metadata import read_metadata, write_metadata
+from edgeseg.export.portable import qdq_opset, sigmoid_gates
 from edgeseg.export.sensitivity import exclusion_schedule, rank_sensitive_tensors
 from edgeseg.fileio import atomic_path, check_writable
 from edgeseg.runtime.metadata import ModelMetadata
@@ -192,7 +193,7 @@ def finalize(qdq_path: Path, source: onnx.ModelProto, info: dict[str, Any]) -> o
     """The QDQ model with Shape reads fixed, the source's input/output declarations (symbolic shape
     inference writes padded sizes there), only the opsets its nodes use, and the source's metadata with
     ``precision`` int8 and a ``quantization`` entry (JSON: method, calibration, gate figures)."""
-    model = onnx.load(os.fspath(qdq_path))
+    model = qdq_opset(onnx.load(os.fspath(qdq_path)))
     shapes_read_through(model, ("DequantizeLinear",))
     restore_io(model, source)
     meta = read_metadata(source)
@@ -325,7 +326,7 @@ def quantize_int8(
         pre = job.work / "pre.onnx"
         preprocess(job.work / "src.onnx", pre)
         pre_model = onnx.load(os.fspath(pre))
-        always_float = tail_nodes(pre_model)
+        always_float = tail_nodes(pre_model) + sigmoid_gates(pre_model)
         say(f"calibrating on {len(indices)} images at {size[0]}x{size[1]} ({method})")
         attempts: list[Attempt] = []
         schedule: list[list[str]] | None = None
