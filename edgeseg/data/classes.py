@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.image import voc_palette
 
 CLASSES_FILE = "classes.txt"
 
@@ -49,21 +50,6 @@ def cityscapes_id_to_train_id(ignore_index: int = 255) -> np.ndarray:
     for label_id, train_id in _CITYSCAPES_TRAIN_IDS.items():
         lut[label_id] = train_id
     return lut
-
-
-def voc_palette(num_classes: int) -> list[list[int]]:
-    """The Pascal-VOC colour map (bit-interleaved class index) for ``num_classes`` classes."""
-    palette = []
-    for index in range(num_classes):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.append([r, g, b])
-    return palette
 
 
 def read_classes_file(path: str | Path) -> tuple[list[str], list[list[int]]]:

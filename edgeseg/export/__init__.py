@@ -15,7 +15,7 @@ _LAZY = {
     "load_samples": "edgeseg.export.from_checkpoint",
     "validate_onnx": "edgeseg.export.validate",
     "ValidationResult": "edgeseg.export.validate",
-    "Tolerances": "edgeseg.export.validate",
+    "Tolerances": "edgeseg.export.tolerances",
     "ParityFailed": "edgeseg.export.validate",
     "onnx_info": "edgeseg.export.info",
     "load_onnx": "edgeseg.export.info",

@@ -50,10 +50,20 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise InputError(f"train.device: '{name}' is not a device ({err})") from err
 
 
+def env_rank() -> int:
+    """This process's rank under torchrun (``RANK``), 0 outside it; the one place that reads it."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (always, outside torchrun): the one that prints and writes."""
+    return env_rank() == 0
+
+
 def setup(device_name: str) -> DistContext:
     """Join the process group when launched by torchrun, and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
     if world > 1 and not dist.is_initialized():

@@ -21,7 +21,7 @@ from edgeseg.errors import InputError
 from edgeseg.export.feeds import Feed, fixed_dims, image_feed, random_feeds
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
-from edgeseg.runtime.model_io import output_fits
+from edgeseg.runtime.model_io import output_fits, read_model_io
 from edgeseg.runtime.ops import upsample_argmax
 
 
@@ -47,9 +47,16 @@ def describe_data(data: str | os.PathLike | Any) -> str:
     return f"{root}:{split}" if root is not None else type(data).__name__
 
 
-def check_classes(dataset: Any, meta: ModelMetadata, num_outputs: int | None, what: str) -> None:
+def session_classes(session: Any, source: str | os.PathLike) -> int:
+    """How many classes the model of an ONNX Runtime session predicts; InputError when it does not say."""
+    num_classes = read_model_io(session, os.fspath(source)).num_classes
+    if num_classes is None:
+        raise InputError(f"{os.fspath(source)}: the model does not say how many classes it predicts")
+    return num_classes
+
+
+def check_classes(dataset: Any, model_classes: int, what: str) -> None:
     """Refuse a dataset whose number of classes differs from the model's."""
-    model_classes = len(meta.classes) or num_outputs
     data_classes = getattr(dataset, "num_classes", None)
     if model_classes and data_classes and model_classes != data_classes:
         raise InputError(
