@@ -12,6 +12,7 @@ import numpy as np
 
 from edgeseg.errors import InputError
 from edgeseg.runtime.image import voc_palette
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 CLASSES_FILE = "classes.txt"
 
@@ -40,7 +41,7 @@ _CITYSCAPES_TRAIN_IDS = {
 CITYSCAPES_NUM_LABEL_IDS = 34
 
 
-def cityscapes_id_to_train_id(ignore_index: int = 255) -> np.ndarray:
+def cityscapes_id_to_train_id(ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Lookup table of 256 entries: label id -> train id; untrained ids 0..33 map to ``ignore_index``.
 
     Entries 34..255 are -1: such values are not Cityscapes label ids, and the dataset reports them.

@@ -25,15 +25,18 @@ from edgeseg.runtime.model_io import output_fits, read_model_io
 from edgeseg.runtime.ops import upsample_argmax
 
 
-def open_dataset(data: str | os.PathLike | Any, split: str) -> Any:
+def open_dataset(data: str | os.PathLike | Any, split: str, settings: dict[str, Any] | None = None) -> Any:
     """The ``split`` of ``data``: a dataset object (``__len__``, ``__getitem__`` giving (image, mask)) is used
-    as is, a root (``"synthetic"`` or a folder) goes to ``build_dataset``."""
+    as is, a root (``"synthetic"`` or a folder) goes to ``build_dataset`` with ``settings`` (the model's
+    data settings from its metadata; the defaults when empty), as ``edgeseg eval`` reads it."""
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
         dataset = data
     else:
+        from edgeseg.config import data_settings
         from edgeseg.data import build_dataset
 
-        dataset = build_dataset(os.fspath(data), split)
+        root = os.fspath(data)
+        dataset = build_dataset(root, split, data_settings((), settings or None, root=root))
     if len(dataset) == 0:
         raise InputError(f"the {split!r} split of {describe_data(data)} has no images")
     return dataset

@@ -166,7 +166,7 @@ def convert_fp16(
     fp32 = make_session(model_path)
     node = fp32.get_inputs()[0]
     num_classes = session_classes(fp32, model_path)
-    val_set = open_dataset(val, "val") if val is not None else None
+    val_set = open_dataset(val, "val", meta.data) if val is not None else None
     if val_set is not None:
         check_classes(val_set, num_classes, f"validation data {describe_data(val)}")
     say("converting weights and compute to float16")

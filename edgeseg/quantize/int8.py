@@ -315,7 +315,8 @@ def quantize_int8(
     node = fp32.get_inputs()[0]
     num_classes = session_classes(fp32, model_path)
     val_data = val if val is not None else calib
-    calib_set, val_set = open_dataset(calib, "train"), open_dataset(val_data, "val")
+    calib_set = open_dataset(calib, "train", meta.data)
+    val_set = open_dataset(val_data, "val", meta.data)
     check_classes(calib_set, num_classes, f"calibration data {describe_data(calib)}")
     check_classes(val_set, num_classes, f"validation data {describe_data(val_data)}")
     indices = spread_indices(len(calib_set), calib_size)
