@@ -19,10 +19,6 @@ from edgeseg.runtime.metadata import ModelMetadata
 if TYPE_CHECKING:
     from torch import nn
 
-# Fields that describe the export itself; the export sets them and ignores overrides.
-EXPORT_FIELDS = ("input_layout", "input_dtype", "preprocess", "output", "opset", "static_size", "exported_at")
-
-
 def _field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(ModelMetadata)]
 

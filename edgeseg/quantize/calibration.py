@@ -50,12 +50,31 @@ def describe_data(data: str | os.PathLike | Any) -> str:
     return f"{root}:{split}" if root is not None else type(data).__name__
 
 
-def session_classes(session: Any, source: str | os.PathLike) -> int:
-    """How many classes the model of an ONNX Runtime session predicts; InputError when it does not say."""
-    num_classes = read_model_io(session, os.fspath(source)).num_classes
+@dataclass
+class Fp32Model:
+    """An FP32 ONNX model opened for conversion: its proto, metadata, CPU session and class count."""
+
+    proto: Any
+    meta: ModelMetadata
+    session: Any
+    num_classes: int
+
+
+def open_fp32(path: str | os.PathLike, verb: str) -> Fp32Model:
+    """Load the FP32 model at ``path``; InputError for a file already converted (``verb``: what the caller
+    does, for the message) or one that does not say how many classes it predicts."""
+    from edgeseg.export.info import load_onnx
+    from edgeseg.export.metadata import read_metadata
+
+    proto = load_onnx(path)
+    meta = read_metadata(proto)
+    if meta.precision != "fp32":
+        raise InputError(f"{path} is already {meta.precision}; {verb} the FP32 model")
+    session = make_session(path)
+    num_classes = read_model_io(session, os.fspath(path)).num_classes
     if num_classes is None:
-        raise InputError(f"{os.fspath(source)}: the model does not say how many classes it predicts")
-    return num_classes
+        raise InputError(f"{os.fspath(path)}: the model does not say how many classes it predicts")
+    return Fp32Model(proto, meta, session, num_classes)
 
 
 def check_classes(dataset: Any, model_classes: int, what: str) -> None:

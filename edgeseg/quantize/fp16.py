@@ -27,7 +27,6 @@ import onnx
 from edgeseg.errors import EdgesegError, GateFailed, InputError
 from edgeseg.export.feeds import random_feeds
 from edgeseg.export.graph_edits import set_prop, shapes_read_through, tail_nodes
-from edgeseg.export.info import load_onnx
 from edgeseg.export.metadata import read_metadata, write_metadata
 from edgeseg.fileio import atomic_path, check_writable
 from edgeseg.quantize import defaults
@@ -38,7 +37,7 @@ from edgeseg.quantize.calibration import (
     describe_data,
     make_session,
     open_dataset,
-    session_classes,
+    open_fp32,
     val_feeds,
 )
 
@@ -159,13 +158,9 @@ def convert_fp16(
     say = progress or (lambda _msg: None)
     _check_args(val_size, max_drop, min_agreement)
     target = check_writable(out_path, force)
-    source = load_onnx(model_path)
-    meta = read_metadata(source)
-    if meta.precision != "fp32":
-        raise InputError(f"{model_path} is already {meta.precision}; convert the FP32 model")
-    fp32 = make_session(model_path)
+    opened = open_fp32(model_path, "convert")
+    source, meta, fp32, num_classes = opened.proto, opened.meta, opened.session, opened.num_classes
     node = fp32.get_inputs()[0]
-    num_classes = session_classes(fp32, model_path)
     val_set = open_dataset(val, "val", meta.data) if val is not None else None
     if val_set is not None:
         check_classes(val_set, num_classes, f"validation data {describe_data(val)}")

@@ -38,7 +38,6 @@ import onnx
 
 from edgeseg.errors import EdgesegError, GateFailed, InputError
 from edgeseg.export.graph_edits import name_nodes, restore_io, set_prop, shapes_read_through, tail_nodes
-from edgeseg.export.info import load_onnx
 from edgeseg.export.metadata import read_metadata, write_metadata
 from edgeseg.fileio import atomic_path, check_writable
 from edgeseg.quantize import defaults
@@ -52,7 +51,7 @@ from edgeseg.quantize.calibration import (
     describe_data,
     make_session,
     open_dataset,
-    session_classes,
+    open_fp32,
     spread_indices,
     val_feeds,
 )
@@ -307,13 +306,9 @@ def quantize_int8(
     say = progress or (lambda _msg: None)
     _check_args(calib_size, val_size, max_drop, method, max_float_nodes)
     target = check_writable(out_path, force)
-    source = load_onnx(model_path)
-    meta = read_metadata(source)
-    if meta.precision != "fp32":
-        raise InputError(f"{model_path} is already {meta.precision}; quantize the FP32 model")
-    fp32 = make_session(model_path)
+    opened = open_fp32(model_path, "quantize")
+    source, meta, fp32, num_classes = opened.proto, opened.meta, opened.session, opened.num_classes
     node = fp32.get_inputs()[0]
-    num_classes = session_classes(fp32, model_path)
     val_data = val if val is not None else calib
     calib_set = open_dataset(calib, "train", meta.data)
     val_set = open_dataset(val_data, "val", meta.data)
