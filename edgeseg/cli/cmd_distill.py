@@ -40,13 +40,8 @@ def distill_command(
     from edgeseg.train.rundir import resolve_run
 
     sets = list(overrides or [])
-    cfg, run_dir, note = resolve_run(
-        recipe,
-        output,
-        resume,
-        load=lambda path: load_distill_recipe(path, sets),
-        load_resumed=lambda path: resume_distill_recipe(path, sets),
-    )
+    load, load_resumed = load_distill_recipe, resume_distill_recipe
+    cfg, run_dir, note = resolve_run(recipe, output, resume, sets, load=load, load_resumed=load_resumed)
     if note:
         typer.echo(note, err=True)
     result = distill(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)

@@ -169,45 +169,18 @@ def export_command(
         if not as_json:
             print_report(report)
         if int8 or fp16:
-            reduced = _reduce_precision(
-                fp32_path, output, int8, calib, calib_size, data, max_drop, force, as_json
-            )
+            from edgeseg.cli.cmd_quantize import run_quantize
+
+            reduced = run_quantize(
+                fp32_path, output, quiet=as_json, precision="int8" if int8 else "fp16",
+                calib=calib if int8 else None, calib_size=calib_size, val=data, max_drop=max_drop,
+                force=force,
+            )  # fmt: skip
     if as_json:
         out = report.to_dict()
         if int8 or fp16:
             out = {"fp32": out, "int8" if int8 else "fp16": reduced.to_dict()}
         typer.echo(json.dumps(out))
-
-
-def _reduce_precision(
-    fp32_path: Path,
-    output: Path,
-    int8: bool,
-    calib: str | None,
-    calib_size: int,
-    data: str | None,
-    max_drop: float,
-    force: bool,
-    quiet: bool,
-) -> Any:
-    """Turn the validated FP32 export into INT8 or FP16 at ``output`` through its accuracy gate."""
-    from edgeseg.quantize.api import quantize_file
-
-    report = quantize_file(
-        fp32_path,
-        output,
-        precision="int8" if int8 else "fp16",
-        calib=calib,
-        calib_size=calib_size,
-        val=data,
-        max_drop=max_drop,
-        force=force,
-        progress=None if quiet else (lambda msg: typer.echo(msg, err=True)),
-    )
-    if not quiet:
-        typer.echo(report.summary())
-        typer.echo(f"wrote {report.path}")
-    return report
 
 
 def register(app: typer.Typer) -> None:

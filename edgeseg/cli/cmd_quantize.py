@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,11 +64,10 @@ def quantize_command(
     float16 weights and compute with float32 inputs, outputs, Resize and reductions, checked by argmax
     agreement (and mIoU with --val). A model that fails its gate is not written (exit code 1).
     """
-    from edgeseg.quantize.api import quantize_file
-
-    report = quantize_file(
+    report = run_quantize(
         model,
         output,
+        quiet=as_json,
         precision="fp16" if fp16 else "int8",
         calib=calib,
         calib_size=calib_size,
@@ -81,13 +80,22 @@ def quantize_command(
         max_float_nodes=max_float_nodes,
         min_agreement=min_agreement,
         force=force,
-        progress=(lambda msg: typer.echo(msg, err=True)) if not as_json else None,
     )
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
-        return
-    typer.echo(report.summary())
-    typer.echo(f"wrote {report.path} in {report.seconds:.1f} s")
+
+
+def run_quantize(model: Path, output: Path, *, quiet: bool, **options: Any) -> Any:
+    """``edgeseg.quantize.quantize_file`` with progress on stderr and its result in two lines (unless
+    ``quiet``); ``edgeseg export --int8/--fp16`` ends with it too."""
+    from edgeseg.quantize.api import quantize_file
+
+    say = None if quiet else (lambda msg: typer.echo(msg, err=True))
+    report = quantize_file(model, output, progress=say, **options)
+    if not quiet:
+        typer.echo(report.summary())
+        typer.echo(f"wrote {report.path} in {report.seconds:.1f} s")
+    return report
 
 
 def register(app: typer.Typer) -> None:

@@ -43,11 +43,7 @@ def train_command(
 
     sets = list(overrides or [])
     cfg, run_dir, note = resolve_run(
-        recipe,
-        output,
-        resume,
-        load=lambda path: load_recipe(path, sets),
-        load_resumed=lambda path: recipe_for_resume(path, sets),
+        recipe, output, resume, sets, load=load_recipe, load_resumed=recipe_for_resume
     )
     if note:
         typer.echo(note, err=True)

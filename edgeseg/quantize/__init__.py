@@ -6,8 +6,7 @@ Names are imported on first use, so that reading the defaults does not load ONNX
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeseg.lazy import lazy_getattr
 
 _LAZY = {
     "quantize_file": "edgeseg.quantize.api",
@@ -19,8 +18,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgeseg.quantize' has no attribute {name!r}")
+__getattr__ = lazy_getattr("edgeseg.quantize", _LAZY)

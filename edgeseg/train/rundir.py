@@ -52,12 +52,14 @@ def resolve_run(
     recipe: str | Path | None,
     output: str | Path | None,
     resume: str | Path | None,
+    overrides: list[str],
     *,
-    load: Callable[[Path], Recipe],
-    load_resumed: Callable[[Path], Recipe],
+    load: Callable[[Path, list[str]], Recipe],
+    load_resumed: Callable[[Path, list[str]], Recipe],
 ) -> tuple[Recipe, Path, str | None]:
     """The recipe and run folder of ``edgeseg train``/``distill``: a new run of ``recipe`` (in ``output``,
-    default ``runs/RECIPE_NAME``) or the run in ``resume`` with its own recipe (``load_resumed``).
+    default ``runs/RECIPE_NAME``) or the run in ``resume`` with its own recipe (``load_resumed``); both
+    loaders get the ``--set`` ``overrides``.
 
     Returns ``(recipe, run_dir, note)``; ``note`` says when a ``recipe`` given with ``resume`` differs from
     the run's own, which is the one used. InputError for contradictory or missing arguments.
@@ -68,15 +70,15 @@ def resolve_run(
             raise InputError(f"--resume {resume} and -o {output} name different folders; give one of them")
         if not (run_dir / LAST).is_file():
             raise InputError(f"cannot resume: {run_dir / LAST} does not exist")
-        cfg = load_resumed(run_dir)
+        cfg = load_resumed(run_dir, overrides)
         note = None
-        if recipe is not None and load(Path(recipe)).to_dict() != cfg.to_dict():
+        if recipe is not None and load(Path(recipe), overrides).to_dict() != cfg.to_dict():
             note = f"note: {recipe} differs from the run's recipe; continuing with the run's"
         return cfg, run_dir, note
     if recipe is None:
         raise InputError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")
     run_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
-    return load(Path(recipe)), run_dir, None
+    return load(Path(recipe), overrides), run_dir, None
 
 
 def recipe_for_resume(
