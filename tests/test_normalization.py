@@ -78,7 +78,7 @@ def test_own_statistics_flow_from_the_recipe_to_every_step(trained: Path, tmp_pa
         assert (meta.mean, meta.std) == (MEAN, STD)
         assert validate_checkpoint(path, trained, data="synthetic").passed
     int8 = tmp_path / "m.int8.onnx"
-    report = quantize_file(files["float"], int8, calib="synthetic", calib_size=4, val="synthetic", max_drop=100)
+    report = quantize_file(files["float"], int8, calib="synthetic", calib_size=4, max_drop=100)
     assert read_metadata(int8).mean == MEAN and report.val_images == 4  # the model's own data settings
     assert report.miou_fp32 == pytest.approx(100 * ckpt["metrics"]["miou"], abs=1e-3)  # fed as in training
 
