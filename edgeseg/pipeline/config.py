@@ -106,7 +106,7 @@ class ExportSettings:
 
 @dataclass
 class QuantizeSettings:
-    """INT8 of the distilled student through the accuracy gate (``edgeseg.quantize.int8.quantize_int8``).
+    """INT8 of the distilled student through the accuracy gate (``edgeseg.quantize.quantize_file``).
 
     ``max_drop`` is in mIoU points (0-100 scale). When the gate fails the pipeline goes on without the INT8
     model and the report says why; ``required: true`` makes that failure the pipeline's exit code (1), after
