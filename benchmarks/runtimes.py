@@ -1,8 +1,8 @@
 """Benchmark: do FP32 and INT8 files give the same labels in OpenCV DNN and onnx's reference evaluator as in
 ONNX Runtime, and what does the quantizer's placement cost in ONNX Runtime?
 
-Quantizes ``--fp32`` with the current quantizer (``edgeseg.export.quantize.quantize_int8``: Sigmoid gates kept
-float, QDQ file at opset 19, see ``edgeseg/export/portable.py``), then runs the FP32 file, that INT8 file
+Quantizes ``--fp32`` with the current quantizer (``edgeseg.quantize.int8.quantize_int8``: Sigmoid gates kept
+float, QDQ file at opset 19, see ``edgeseg/quantize/portable.py``), then runs the FP32 file, that INT8 file
 and any ``--int8`` files (e.g. one made before those changes) in each runtime on the first ``--images``
 validation images: mIoU, label agreement with ONNX Runtime (same file), and ONNX Runtime's p50 latency at
 ``--size`` (1 thread, round-robin). onnx's reference evaluator is slow, so it runs on ``--reference-images``
@@ -50,7 +50,7 @@ def labels_in(runtime: str, path: Path, inputs: list[np.ndarray]) -> list[np.nda
     from edgeseg.export.runtimes import RuntimeUnavailable, runtime_runner
 
     try:
-        run, _ = runtime_runner(runtime, path)
+        run = runtime_runner(runtime, path)[0]
         return [run(x).argmax(axis=1)[0] for x in inputs]
     except RuntimeUnavailable as err:
         return f"skipped: {err}"
@@ -67,14 +67,14 @@ def miou(labels: list[np.ndarray], masks: list[np.ndarray], num_classes: int, ig
 
 def measure(paths: dict[str, Path], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from edgeseg.bench import bench_models
-    from edgeseg.export.feeds import normalize
     from edgeseg.export.from_checkpoint import load_samples
     from edgeseg.export.info import load_onnx
     from edgeseg.export.metadata import read_metadata
+    from edgeseg.runtime.ops import normalized_batch
 
     meta = read_metadata(load_onnx(paths["FP32"]))
     samples = load_samples(args.data, args.images, num_classes=len(meta.classes), overrides=args.overrides)
-    inputs = [normalize(image, meta.mean, meta.std) for image, _ in samples]
+    inputs = [normalized_batch(image, meta.mean, meta.std) for image, _ in samples]
     masks = [mask for _, mask in samples]
     n, ignore = len(meta.classes), meta.ignore_index
     timings, _ = bench_models(list(paths.values()), sizes=[(args.size, args.size)], threads=[1],
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgeseg.config import data_settings
     from edgeseg.data import build_dataset
-    from edgeseg.export.quantize import quantize_int8
+    from edgeseg.quantize.int8 import quantize_int8
 
     machine = machine_info(threads=1)
     print(f"machine: {machine.describe()}", flush=True)

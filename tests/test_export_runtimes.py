@@ -17,13 +17,13 @@ from edgeseg.cli.main import app
 from edgeseg.data import DataConfig, build_dataset
 from edgeseg.errors import InputError
 from edgeseg.export.crosscheck import validate_in_runtimes
-from edgeseg.export.feeds import normalize
 from edgeseg.export.from_checkpoint import export_checkpoint, load_samples
-from edgeseg.export.portable import QDQ_OPSET, sigmoid_gates
-from edgeseg.export.quantize import quantize_int8
 from edgeseg.export.runtimes import RuntimeUnavailable, check_runtime, runtime_runner
 from edgeseg.export.validate import Tolerances, validate_onnx
 from edgeseg.models import create
+from edgeseg.quantize.int8 import quantize_int8
+from edgeseg.quantize.portable import QDQ_OPSET, sigmoid_gates
+from edgeseg.runtime.ops import normalized_batch
 
 DATA = DataConfig(synthetic_size=48, synthetic_train=16, synthetic_val=6)
 OFF = Tolerances(max_abs=None, max_rel=None, min_agreement=None, max_miou_delta=None)
@@ -49,7 +49,7 @@ def files(tmp_path_factory):
 
 def _inputs(files, count: int = 3) -> list[np.ndarray]:
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    return [normalize(files["val"][i][0], mean, std) for i in range(count)]
+    return [normalized_batch(files["val"][i][0], mean, std) for i in range(count)]
 
 
 def _agreement(runtime: str, path, inputs) -> float:

@@ -8,7 +8,6 @@ edgeseg checkpoint (the adapters live only in ``last.pt``'s train state).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -65,23 +64,23 @@ def distill(
     the images in the same order. Errors naming the teacher's path: missing or unreadable file, classes that
     differ from the data's, a normalization that differs from the student's, unknown feature names.
     """
-    from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
     from edgeseg.distill.adapters import FeatureAdapters
     from edgeseg.distill.objective import DistillObjective
     from edgeseg.distill.teacher import load_teacher
     from edgeseg.train.builders import build_datasets, build_model
+    from edgeseg.train.distributed import env_rank
     from edgeseg.train.loop import SupervisedObjective, fit
     from edgeseg.train.state import seed_everything
 
     cfg: DistillConfig = recipe.section("distill")
-    rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 talks, as in fit()
+    rank = env_rank()  # under torchrun only rank 0 talks, as in fit()
     say = (log or print) if rank == 0 else _silent
     # The same draws, in the same order, as fit() makes before it builds a model itself.
     seed_everything(recipe.train.seed + rank)
     train_ds, _ = build_datasets(recipe)
     student = build_model(recipe, train_ds.num_classes, say)
     teacher, teacher_ckpt = load_teacher(
-        cfg.teacher, classes=train_ds.classes, mean=IMAGENET_MEAN, std=IMAGENET_STD
+        cfg.teacher, classes=train_ds.classes, mean=recipe.data.mean, std=recipe.data.std
     )
     say(f"teacher: {teacher_ckpt['model']['name']} from {cfg.teacher}")
     if cfg.student_init == "teacher" and not resume:

@@ -2,7 +2,7 @@
 
 ``onnxruntime`` (CPU) is what edgeseg's runtime uses; ``opencv`` is OpenCV's DNN module (optional: the
 ``opencv-python-headless`` package); ``onnx-reference`` is onnx's reference evaluator (``onnx.reference``),
-the specification in Python: slow, but it says what the graph means. See ``edgeseg/export/portable.py`` for
+the specification in Python: slow, but it says what the graph means. See ``edgeseg/quantize/portable.py`` for
 what makes INT8 files agree across them.
 """
 
@@ -39,9 +39,12 @@ def check_runtime(name: str) -> str:
     return name
 
 
-def runtime_runner(name: str, model: onnx.ModelProto | str | os.PathLike) -> tuple[Runner, list[object]]:
+def runtime_runner(
+    name: str, model: onnx.ModelProto | str | os.PathLike
+) -> tuple[Runner, list[object], list[object]]:
     """A function running ``model`` in runtime ``name`` on one input array (first output back), and the
-    model's declared input shape. A runtime that cannot load the model raises (its own exception types)."""
+    model's declared input and output shapes. A runtime that cannot load the model raises (its own exception
+    types)."""
     check_runtime(name)
     if name == "onnxruntime":
         import onnxruntime as ort
@@ -49,7 +52,8 @@ def runtime_runner(name: str, model: onnx.ModelProto | str | os.PathLike) -> tup
         source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
         session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
-        return (lambda x: session.run(None, {input_name: x})[0]), list(session.get_inputs()[0].shape)
+        shapes = list(session.get_inputs()[0].shape), list(session.get_outputs()[0].shape)
+        return (lambda x: session.run(None, {input_name: x})[0]), *shapes
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
     input_name = proto.graph.input[0].name
     if name == "opencv":
@@ -61,14 +65,19 @@ def runtime_runner(name: str, model: onnx.ModelProto | str | os.PathLike) -> tup
             net.setInput(x)
             return np.asarray(net.forward())
 
-        return run_opencv, _input_shape(proto)
+        return run_opencv, *_shapes(proto)
     from onnx.reference import ReferenceEvaluator
 
     evaluator = ReferenceEvaluator(proto)
-    return (lambda x: np.asarray(evaluator.run(None, {input_name: x})[0])), _input_shape(proto)
+    return (lambda x: np.asarray(evaluator.run(None, {input_name: x})[0])), *_shapes(proto)
 
 
-def _input_shape(proto: onnx.ModelProto) -> list[object]:
-    """The first input's shape as ONNX Runtime reports it: ints, and names (or None) for free dimensions."""
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
+def _shapes(proto: onnx.ModelProto) -> tuple[list[object], list[object]]:
+    """The first input's and output's shapes as ONNX Runtime reports them: ints, and names (or None) for
+    free dimensions."""
+
+    def dims(value: onnx.ValueInfoProto) -> list[object]:
+        shape = value.type.tensor_type.shape.dim
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape]
+
+    return dims(proto.graph.input[0]), dims(proto.graph.output[0])

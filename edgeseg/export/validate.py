@@ -28,19 +28,14 @@ from edgeseg.errors import GateFailed, InputError
 from edgeseg.export.check import check_graph
 from edgeseg.export.feeds import RANDOM_SIZES, Feed, random_feeds, sample_feeds
 from edgeseg.export.runtimes import Runner, check_runtime, runtime_runner
+from edgeseg.export.tolerances import Tolerances
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.model_io import class_count
 from edgeseg.runtime.ops import resize_bilinear
 
-
-@dataclass
-class Tolerances:
-    """Pass limits; ``None`` switches a check off. Defaults are for fp32 exports."""
-
-    max_abs: float | None = 1e-4
-    max_rel: float | None = None
-    min_agreement: float | None = 0.9999
-    max_miou_delta: float | None = 0.001
+LABEL_VALUES = 256
+"""Label values a model that does not say its class count may return (uint8 labels)."""
 
 
 @dataclass
@@ -273,14 +268,14 @@ def validate_onnx(
     except GateFailed as err:
         rows[0].passed, rows[0].note = False, str(err)
     try:
-        run_onnx, input_shape = runtime_runner(runtime, proto)
+        run_onnx, input_shape, output_shape = runtime_runner(runtime, proto)
     except Exception as err:  # a graph the runtime cannot load fails the gate, it is not a crash
         note = (str(err).splitlines() or [type(err).__name__])[0][:300]
         rows.append(CheckRow(f"{runtime} session", passed=False, note=note))
         return _finish(rows, tol, None, None, raise_on_failure, runtime)
     if meta.upsample > 1:
         run_onnx = _upsampled(run_onnx, meta)
-    n_classes = num_classes or len(meta.classes) or 255
+    n_classes = num_classes or class_count(meta, output_shape) or LABEL_VALUES
     run_ref = _reference_runner(reference, meta, output_key, n_classes)
     for feed in random_feeds(meta, input_shape, sizes, seed):
         rows.append(_compare(feed, run_ref(feed.array), run_onnx(feed.array), meta.output, tol))
@@ -298,8 +293,7 @@ def validate_onnx(
         h, w = feed.crop
         for key, out in (("torch", ref), ("onnx", got)):
             pred = _labels(out, meta.output)[..., :h, :w]
-            n = num_classes or len(meta.classes) or (out.shape[1] if meta.output != "argmax" else 256)
-            cm = confusion_matrix(pred, feed.masks, n, meta.ignore_index)
+            cm = confusion_matrix(pred, feed.masks, n_classes, meta.ignore_index)
             cms[key] = cm if key not in cms else cms[key] + cm
     if not image_rows:
         raise InputError("validation data gave no images")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, make_checkpoint, save_checkpoint
+from edgeseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from edgeseg.config import Recipe
 from edgeseg.errors import InputError
 from edgeseg.train import distributed as dist
@@ -104,7 +104,7 @@ class _Trainer:
         self.device = ctx.device
         self.ui = TrainProgress(bars=progress and ctx.is_main)
         self._log = log
-        self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        self.mean, self.std = list(recipe.data.mean), list(recipe.data.std)
         self.stop_after_steps: int | None = None
 
     def log(self, message: str) -> None:
