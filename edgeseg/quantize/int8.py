@@ -116,12 +116,11 @@ class QuantReport:
 
 
 def cpu_has_vnni() -> bool:
-    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX; Linux flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX): the Linux flags
+    :func:`edgeseg.bench.machine.machine_info` reads; False where they cannot be read."""
+    from edgeseg.bench.machine import machine_info
+
+    return bool(machine_info().int8_dot_product)
 
 
 @contextlib.contextmanager
