@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -104,7 +102,6 @@ def test_parity_gate_on_real_images_measures_miou(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("EDGESEG_SLOW") != "1", reason="dynamo: ~30 s; EDGESEG_SLOW=1")
 def test_dynamo_follows_what_the_tracer_freezes(tmp_path):
     """What the TorchScript tracer exports wrongly, dynamo exports right, as the error message suggests."""
     report = to_onnx(FrozenScaleNet(), tmp_path / "m.onnx", exporter="dynamo", opset=18)

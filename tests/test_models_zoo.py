@@ -169,6 +169,7 @@ def test_every_model_exports_with_dynamic_height_and_width(name: str, tmp_path: 
     assert_onnx_matches(model, tmp_path / f"{name}.onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_dynamo_exporter_gives_a_graph_for_any_size(tmp_path: Path) -> None:
     model = create("unet", num_classes=NUM_CLASSES, base_channels=8, depth=2).eval()

@@ -21,6 +21,8 @@ from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, generat
 from edgeseg.errors import GateFailed, InputError
 from edgeseg.runtime import mask_image
 
+pytestmark = pytest.mark.slow  # the whole job end to end: ~20 s
+
 runner = CliRunner()
 CLASSES = ["sky", *(name.replace("_", "-") for name in SYNTHETIC_CLASSES[1:])]  # own names, same labels
 MODELS = ("teacher", "student", "distilled", "int8")
