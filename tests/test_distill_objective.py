@@ -12,7 +12,7 @@ from edgeseg.distill.adapters import FeatureAdapters
 from edgeseg.distill.config import DistillConfig, LossWeights
 from edgeseg.distill.objective import DistillObjective
 from edgeseg.models import create
-from edgeseg.train.loop import FeatureForward
+from edgeseg.train.objective import FeatureForward
 from edgeseg.train.losses import build_loss
 
 NUM_CLASSES = 3
