@@ -166,7 +166,9 @@ def test_mismatched_classes_name_both_counts(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"teacher_num_classes is 6, but teacher .*foreign\.onnx gives 4"):
         OnnxTeacher.open(foreign, provider="cpu", mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=6)
     with pytest.raises(InputError, match=r"t\.onnx was trained on 4 classes .* the data has 3 classes"):
-        OnnxTeacher.open(path, provider="cpu").check(classes=CLASSES[:3], mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        OnnxTeacher.open(path, provider="cpu").check(
+            classes=CLASSES[:3], mean=IMAGENET_MEAN, std=IMAGENET_STD
+        )
 
 
 def test_labels_output_and_fixed_size_are_refused(tmp_path: Path) -> None:
@@ -188,6 +190,7 @@ def test_feature_kd_needs_a_pytorch_teacher(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="student_init=teacher needs a PyTorch teacher checkpoint"):
         DistillConfig(teacher="t.onnx", student_init="teacher")
     onnx_teacher = _open(_export(_teacher(), tmp_path / "t.onnx"))
-    cfg = DistillConfig(teacher="t.pt", weights=LossWeights(feature=1.0), feature_pairs={"decoder": "decoder"})
+    pairs = {"decoder": "decoder"}
+    cfg = DistillConfig(teacher="t.pt", weights=LossWeights(feature=1.0), feature_pairs=pairs)
     with pytest.raises(InputError, match="needs a PyTorch teacher with feature maps"):
         DistillObjective(onnx_teacher, cfg, build_loss("ce"), adapters=nn.Identity())
