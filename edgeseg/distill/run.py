@@ -1,8 +1,9 @@
 """A distillation run: the frozen teacher, the student and its adapters, handed to the training loop.
 
-Nothing here trains by itself: :func:`distill` builds the pieces and calls ``edgeseg.train.fit`` with the
-distillation objective, the adapters as extra modules and the teacher as the reference model, so loop, AMP,
-progress, evaluation, checkpoints, resume and torchrun are the trainer's. The saved student is an ordinary
+Nothing here trains by itself: :func:`distill` opens the teacher and calls ``edgeseg.train.fit`` with a
+set-up hook that adds the distillation objective, the adapters as extra modules and the teacher as the
+reference model to the pieces the loop builds (the student among them), so loop, AMP, progress, evaluation,
+checkpoints, resume and torchrun are the trainer's. The saved student is an ordinary
 edgeseg checkpoint (the adapters live only in ``last.pt``'s train state).
 """
 
@@ -28,7 +29,9 @@ def load_distill_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Reci
     """Read a distillation recipe (the training sections plus ``distill:``) with ``--set`` overrides."""
     recipe = load_recipe(path, overrides, sections=SECTIONS)
     if not recipe.section("distill").teacher:
-        raise InputError(f"{path}: distill.teacher is not set; name the teacher checkpoint to distil from")
+        raise InputError(
+            f"{path}: distill.teacher is not set; name the teacher checkpoint or ONNX file to distil from"
+        )
     return recipe
 
 
