@@ -88,19 +88,5 @@ def read_teacher(path: str | os.PathLike) -> CheckpointTeacher:
     return CheckpointTeacher(p, ckpt)
 
 
-def load_teacher(
-    path: str | os.PathLike,
-    *,
-    classes: Sequence[str],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    device: torch.device | str = "cpu",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the teacher checkpoint at ``path`` frozen on ``device``, checked against the student's
-    ``classes`` and normalization (see :meth:`CheckpointTeacher.check`); return ``(model, checkpoint)``."""
-    teacher = read_teacher(path)
-    return teacher.check(classes=classes, mean=mean, std=std, device=device), teacher.ckpt
-
-
 def _close(a: Sequence[float], b: Sequence[float]) -> bool:
     return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b, strict=True))
