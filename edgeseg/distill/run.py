@@ -101,13 +101,12 @@ def open_teacher(cfg: DistillConfig) -> Teacher:
 def _distill_pieces(cfg: DistillConfig, teacher: Teacher, setup: SetupContext) -> RunPieces:
     """``fit``'s set-up hook: check the teacher against the data, initialise the student from it if asked,
     and build the adapters and the distillation objective."""
-    from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
     from edgeseg.distill.adapters import FeatureAdapters
     from edgeseg.distill.objective import DistillObjective
     from edgeseg.train.objective import SupervisedObjective
 
     recipe, data, student = setup.recipe, setup.train_ds, setup.model
-    model = teacher.check(classes=data.classes, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    model = teacher.check(classes=data.classes, mean=setup.mean, std=setup.std)
     setup.log(f"teacher: {teacher.describe()}")
     if cfg.student_init == "teacher" and not setup.resume:
         from edgeseg.distill.inherit import inherit_weights

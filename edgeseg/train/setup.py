@@ -34,12 +34,15 @@ ModelFactory = Callable[[Recipe, int, Log], nn.Module]
 
 @dataclass
 class SetupContext:
-    """What a :data:`SetupHook` sees: the recipe, the datasets, the freshly built model (on the CPU)."""
+    """What a :data:`SetupHook` sees: the recipe, the datasets, the freshly built model (on the CPU), and the
+    normalization (``mean``/``std``) of the batches the objective will get."""
 
     recipe: Recipe
     train_ds: Any
     val_ds: Any
     model: nn.Module
+    mean: list[float]
+    std: list[float]
     resume: bool
     log: Log
 
@@ -117,7 +120,9 @@ def build_run(
         raise InputError(
             f"model has {model.num_classes} classes but the data at {recipe.data.root} has {num_classes}"
         )
-    pieces = setup(SetupContext(recipe, train_ds, val_ds, model, resume, log)) if setup else RunPieces()
+    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    context = SetupContext(recipe, train_ds, val_ds, model, mean, std, resume, log)
+    pieces = setup(context) if setup else RunPieces()
     # Reseed, so the augmentation stream does not depend on what the model factory and the hook drew.
     seed_everything(t.seed + ctx.rank)
     freeze(model, t.freeze)
@@ -148,7 +153,6 @@ def build_run(
     optimizer = build_optimizer(param_groups(modules, recipe.optim.lr, t.lr_mult), recipe.optim)
     scheduler = build_scheduler(optimizer, recipe.schedule, steps_per_epoch, t.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp and device.type == "cuda")
-    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     return Run(
         recipe=recipe, ctx=ctx, train_ds=train_ds, val_ds=val_ds, model=model, forward=forward,
         frozen_bns=frozen_bns, objective=objective, extras=extras, reference=pieces.reference, skip=skip,
