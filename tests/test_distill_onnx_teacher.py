@@ -194,3 +194,14 @@ def test_feature_kd_needs_a_pytorch_teacher(tmp_path: Path) -> None:
     cfg = DistillConfig(teacher="t.pt", weights=LossWeights(feature=1.0), feature_pairs=pairs)
     with pytest.raises(InputError, match="needs a PyTorch teacher with feature maps"):
         DistillObjective(onnx_teacher, cfg, build_loss("ce"), adapters=nn.Identity())
+
+
+def test_teacher_keys_are_checked_when_the_recipe_is_read() -> None:
+    with pytest.raises(InputError, match=r"distill.teacher_provider: expected one of .*'cuda'.*got 'gpu'"):
+        DistillConfig(teacher="t.onnx", teacher_provider="gpu")
+    with pytest.raises(InputError, match=r"distill.teacher_mean: expected 3 numbers"):
+        DistillConfig(teacher="t.onnx", teacher_mean=[0.5, 0.5])
+    with pytest.raises(InputError, match=r"distill.teacher_std: expected numbers > 0"):
+        DistillConfig(teacher="t.onnx", teacher_std=[0.2, 0.0, 0.2])
+    with pytest.raises(InputError, match=r"distill.teacher_num_classes: expected an integer >= 0"):
+        DistillConfig(teacher="t.onnx", teacher_num_classes=-1)

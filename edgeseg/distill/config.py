@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.providers import PROVIDER_CHOICES
 
 STUDENT_INITS = ("scratch", "teacher")
 ONNX_SUFFIX = ".onnx"
@@ -86,6 +87,11 @@ class DistillConfig:
                 raise InputError(f"distill.{name}: expected 3 numbers (R, G, B), got {values!r}")
         if any(v <= 0 for v in self.teacher_std):
             raise InputError(f"distill.teacher_std: expected numbers > 0, got {self.teacher_std}")
+        if self.teacher_provider.lower() not in PROVIDER_CHOICES:
+            raise InputError(
+                f"distill.teacher_provider: expected one of {list(PROVIDER_CHOICES)}, "
+                f"got {self.teacher_provider!r}"
+            )
         count = self.teacher_num_classes
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise InputError(f"distill.teacher_num_classes: expected an integer >= 0, got {count!r}")
