@@ -3,7 +3,7 @@
 For each model (checkpoints given with ``--student`` (repeatable) and ``--teacher``, or else the
 ``--student-arch`` models and the ``--teacher-arch`` model trained here on the synthetic data with a tiny
 budget), this exports the FP32 ONNX model (``edgeseg.export``), quantizes it with
-``edgeseg.export.quantize_int8`` behind its accuracy gate (calibration on the synthetic train split, mIoU on
+``edgeseg.quantize.quantize_int8`` behind its accuracy gate (calibration on the synthetic train split, mIoU on
 the val split), then times FP32 and INT8 in the same run with ``edgeseg.bench`` (round-robin interleaved, so
 both see the same load) at ``--size``, batch 1, ``--threads`` threads, and once more in a round-robin loop
 that reads the process CPU time of each run (less sensitive than wall time to other processes on a loaded
@@ -83,7 +83,7 @@ def quantize_and_time(role: str, checkpoint: Path, args: argparse.Namespace, fol
     """Export, quantize behind the gate, and time FP32 against INT8 in one interleaved run."""
     from edgeseg.bench.api import bench_models
     from edgeseg.export import export_checkpoint
-    from edgeseg.export.quantize import quantize_int8
+    from edgeseg.quantize.int8 import quantize_int8
 
     stem = role.replace(" ", "_")
     fp32 = folder / f"{stem}.onnx"
@@ -259,7 +259,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
 
 
 def cpu_name() -> str:
-    from edgeseg.export.quantize import cpu_has_vnni
+    from edgeseg.quantize.int8 import cpu_has_vnni
 
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(path, args.force)
     import onnxruntime
 
-    from edgeseg.export.quantize import cpu_has_vnni
+    from edgeseg.quantize.int8 import cpu_has_vnni
 
     settings = {
         "size": args.size, "threads": args.threads, "runs": args.runs, "warmup": args.warmup,

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.data import normalize
 from edgeseg.data.mix import MixedBatch
 from edgeseg.distill.config import DistillConfig, LossWeights
@@ -19,6 +18,7 @@ from edgeseg.distill.onnx_teacher import OnnxTeacher
 from edgeseg.errors import InputError
 from edgeseg.export import to_onnx
 from edgeseg.models import create
+from edgeseg.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.train.losses import build_loss
 from edgeseg.train.objective import FeatureForward
 
@@ -63,9 +63,11 @@ def _losses(teacher: nn.Module, logit_stride: int = 1) -> dict[str, float]:
     return {"total": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
 
 
-def _export(model: nn.Module, path: Path, **options) -> Path:
-    options.setdefault("metadata", {"classes": CLASSES})
-    to_onnx(model, path, **options)
+def _export(
+    model: nn.Module, path: Path, mean: list[float] = IMAGENET_MEAN, std: list[float] = IMAGENET_STD,
+    **options,
+) -> Path:
+    to_onnx(model, path, metadata={"classes": CLASSES, "mean": list(mean), "std": list(std)}, **options)
     return path
 
 

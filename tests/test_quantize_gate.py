@@ -22,14 +22,13 @@ from typer.testing import CliRunner
 
 from edgeseg.data import build_dataset
 from edgeseg.errors import GateFailed, InputError
-from edgeseg.export.fp16 import convert_fp16
-from edgeseg.export.quantize import quantize_int8
-from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.quantize.fp16 import convert_fp16
+from edgeseg.quantize.int8 import quantize_int8
+from edgeseg.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 
 # The CLI tests calibrate on the built-in synthetic data, so the model predicts its classes.
 NUM_CLASSES = build_dataset("synthetic", "val").num_classes
 SIDE = 40
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 class TinySeg(nn.Module):
@@ -77,7 +76,7 @@ class LabelledByModel:
     def __init__(self, model_path, count: int = 6) -> None:
         import onnxruntime as ort
 
-        from edgeseg.export.feeds import normalize
+        from edgeseg.runtime.ops import normalized_batch
 
         session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
@@ -85,7 +84,7 @@ class LabelledByModel:
         for _ in range(count):
             coarse = rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)
             image = np.asarray(Image.fromarray(coarse).resize((SIDE, SIDE), Image.BILINEAR))
-            logits = session.run(None, {"input": normalize(image, IMAGENET_MEAN, IMAGENET_STD)})[0]
+            logits = session.run(None, {"input": normalized_batch(image, IMAGENET_MEAN, IMAGENET_STD)})[0]
             self.items.append((image, logits[0].argmax(0).astype(np.int64)))
 
     def __len__(self) -> int:

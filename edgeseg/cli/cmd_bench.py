@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +11,10 @@ import typer
 
 def parse_sizes(values: list[str]) -> list[tuple[int, int]]:
     """``["512x512", "256x384,128x128"]`` → ``[(512, 512), (256, 384), (128, 128)]`` (H×W; "512" = square)."""
-    from edgeseg.errors import InputError
+    from edgeseg.sizes import parse_hw
 
-    sizes = []
-    for value in values:
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            match = re.fullmatch(r"(\d+)(?:[xX](\d+))?", part)
-            if not match or int(match.group(1)) < 1 or int(match.group(2) or 1) < 1:
-                raise InputError(f"--size {part!r} is not HxW with positive integers (e.g. 512x512)")
-            height = int(match.group(1))
-            sizes.append((height, int(match.group(2) or height)))
+    parts = [p.strip() for value in values for p in value.split(",")]
+    sizes = [parse_hw(part, "--size", square=True) for part in parts if part]
     return list(dict.fromkeys(sizes))
 
 

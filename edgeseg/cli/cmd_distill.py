@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from edgeseg.errors import InputError
 
 
 def distill_command(
@@ -43,24 +40,16 @@ def distill_command(
     (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.
     """
     from edgeseg.distill.run import distill, load_distill_recipe, resume_distill_recipe, teacher_miou
+    from edgeseg.train.distributed import is_main_process
+    from edgeseg.train.rundir import resolve_run
 
     sets = list(overrides or [])
-    if resume is not None:
-        if output is not None and Path(output).resolve() != Path(resume).resolve():
-            raise InputError(f"--resume {resume} and -o {output} name different folders; give one of them")
-        if not (Path(resume) / "last.pt").is_file():
-            raise InputError(f"cannot resume: {Path(resume) / 'last.pt'} does not exist")
-        cfg = resume_distill_recipe(resume, sets)
-        if recipe is not None:
-            typer.echo(f"note: continuing with the run's own recipe; {recipe} is not read", err=True)
-        run_dir = Path(resume)
-    else:
-        if recipe is None:
-            raise InputError("give a RECIPE to start a distillation run, or --resume RUN_DIR to continue one")
-        cfg = load_distill_recipe(recipe, sets)
-        run_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
+    load, load_resumed = load_distill_recipe, resume_distill_recipe
+    cfg, run_dir, note = resolve_run(recipe, output, resume, sets, load=load, load_resumed=load_resumed)
+    if note:
+        typer.echo(note, err=True)
     result = distill(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return
     teacher = teacher_miou(result.run_dir)
     typer.echo(

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -127,7 +128,7 @@ class FileSegDataset(SegDataset):
         pairs: list[tuple[Path, Path]],
         classes: list[str],
         palette: list[list[int]],
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         file_ignore: int | None = None,
         label_map: np.ndarray | None = None,
     ) -> None:

@@ -32,6 +32,7 @@ from edgeseg.distill.losses import (
 )
 from edgeseg.distill.teacher import freeze
 from edgeseg.errors import InputError
+from edgeseg.runtime.metadata import IGNORE_INDEX
 from edgeseg.train.losses import LossTerm, label_loss
 
 
@@ -52,7 +53,7 @@ class DistillObjective(nn.Module):
         label_terms: list[LossTerm],
         *,
         adapters: FeatureAdapters | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__()
         if cfg.weights.feature > 0 and adapters is None:

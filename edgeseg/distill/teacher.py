@@ -59,8 +59,8 @@ class CheckpointTeacher:
                 f"but the data has {len(classes)} classes {list(classes)}"
             )
         for name, want in (("mean", mean), ("std", std)):
-            have = ckpt.get(name)
-            if want is not None and have is not None and not _close(have, want):
+            have = ckpt[name]  # load_checkpoint guarantees it
+            if want is not None and not _close(have, want):
                 raise InputError(
                     f"teacher checkpoint {p} normalizes with {name}={list(have)}, the student with "
                     f"{list(want)}; they must match because the teacher sees the student's normalized batch "

@@ -26,21 +26,15 @@ import onnx
 from edgeseg.errors import GateFailed, InputError
 from edgeseg.export.check import check_graph
 from edgeseg.export.feeds import RANDOM_SIZES, Feed, random_feeds, sample_feeds
+from edgeseg.export.tolerances import Tolerances
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.model_io import class_count
 from edgeseg.runtime.ops import resize_bilinear
 
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass
-class Tolerances:
-    """Pass limits; ``None`` switches a check off. Defaults are for fp32 exports."""
-
-    max_abs: float | None = 1e-4
-    max_rel: float | None = None
-    min_agreement: float | None = 0.9999
-    max_miou_delta: float | None = 0.001
+LABEL_VALUES = 256
+"""Label values a model that does not say its class count may return (uint8 labels)."""
 
 
 @dataclass
@@ -130,13 +124,15 @@ class ParityFailed(GateFailed):
         self.result = result
 
 
-def _ort_runner(model: onnx.ModelProto | str | os.PathLike) -> tuple[Runner, list[object]]:
+def _ort_runner(model: onnx.ModelProto | str | os.PathLike) -> tuple[Runner, list[object], list[object]]:
+    """A CPU session's run function, input shape and output shape."""
     import onnxruntime as ort
 
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return (lambda x: session.run(None, {name: x})[0]), list(session.get_inputs()[0].shape)
+    shapes = list(session.get_inputs()[0].shape), list(session.get_outputs()[0].shape)
+    return (lambda x: session.run(None, {name: x})[0]), *shapes
 
 
 def _upsampled(run: Runner, meta: ModelMetadata) -> Runner:
@@ -275,13 +271,13 @@ def validate_onnx(
     except GateFailed as err:
         rows[0].passed, rows[0].note = False, str(err)
     try:
-        run_onnx, input_shape = _ort_runner(proto)
+        run_onnx, input_shape, output_shape = _ort_runner(proto)
     except Exception as err:  # a graph ONNX Runtime cannot load fails the gate, it is not a crash
         rows.append(CheckRow("onnxruntime session", passed=False, note=str(err).splitlines()[0][:300]))
         return _finish(rows, tol, None, None, raise_on_failure)
     if meta.upsample > 1:
         run_onnx = _upsampled(run_onnx, meta)
-    n_classes = num_classes or len(meta.classes) or 255
+    n_classes = num_classes or class_count(meta, output_shape) or LABEL_VALUES
     run_ref = _reference_runner(reference, meta, output_key, n_classes)
     for feed in random_feeds(meta, input_shape, sizes, seed):
         rows.append(_compare(feed, run_ref(feed.array), run_onnx(feed.array), meta.output, tol))
@@ -299,8 +295,7 @@ def validate_onnx(
         h, w = feed.crop
         for key, out in (("torch", ref), ("onnx", got)):
             pred = _labels(out, meta.output)[..., :h, :w]
-            n = num_classes or len(meta.classes) or (out.shape[1] if meta.output != "argmax" else 256)
-            cm = confusion_matrix(pred, feed.masks, n, meta.ignore_index)
+            cm = confusion_matrix(pred, feed.masks, n_classes, meta.ignore_index)
             cms[key] = cm if key not in cms else cms[key] + cm
     if not image_rows:
         raise InputError("validation data gave no images")

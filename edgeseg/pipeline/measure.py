@@ -53,7 +53,7 @@ def evaluate_model(
     """
     import torch
 
-    from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, model_from_checkpoint
+    from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
     from edgeseg.models import complexity
     from edgeseg.train.evaluate import evaluate, evaluate_onnx
 
@@ -83,8 +83,8 @@ def evaluate_model(
                 model,
                 val_set,
                 data_cfg=data_cfg,
-                mean=ckpt.get("mean", IMAGENET_MEAN),
-                std=ckpt.get("std", IMAGENET_STD),
+                mean=ckpt["mean"],
+                std=ckpt["std"],
                 device=torch.device("cpu"),
             )
         out["torch_metrics"] = _clean(m, classes)

@@ -26,7 +26,8 @@ LABELS = {
 
 
 TRAINING_ONLY = (
-    "root", "train_split", "crop_size", "batch_size", "val_batch_size", "workers", "synthetic_train"
+    "root", "train_split", "crop_size", "batch_size", "val_batch_size", "workers", "synthetic_train", "mean",
+    "std",
 )  # fmt: skip
 """Data settings that do not change which validation images are read, nor their metrics."""
 

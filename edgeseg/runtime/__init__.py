@@ -7,7 +7,7 @@ Never imports torch, so an application can ship it without PyTorch::
     mask = seg.predict("street.jpg")          # H×W uint8 class labels
 """
 
-from edgeseg.runtime.image import colorize, default_palette, load_rgb, mask_image, overlay
+from edgeseg.runtime.image import colorize, load_rgb, mask_image, overlay, voc_palette
 from edgeseg.runtime.metadata import ModelMetadata
 from edgeseg.runtime.providers import OrtBuild, ProviderUnavailable, ort_build_info
 from edgeseg.runtime.segmenter import Segmenter
@@ -18,9 +18,9 @@ __all__ = [
     "ProviderUnavailable",
     "Segmenter",
     "colorize",
-    "default_palette",
     "load_rgb",
     "mask_image",
     "ort_build_info",
     "overlay",
+    "voc_palette",
 ]

@@ -48,8 +48,9 @@ def load_rgb(image: ImageInput) -> np.ndarray:
     )
 
 
-def default_palette(num_colors: int) -> list[list[int]]:
-    """The Pascal VOC colour map (class index bits spread over R, G, B), for models without a palette."""
+def voc_palette(num_colors: int) -> list[list[int]]:
+    """The Pascal VOC colour map (class index bits spread over R, G, B): the palette of VOC's classes, and
+    the default colours of classes (and models) that do not name their own."""
     palette = []
     for index in range(num_colors):
         r = g = b = 0

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.config import Recipe
 from edgeseg.errors import InputError
 from edgeseg.train import distributed as dist
@@ -120,7 +119,7 @@ def build_run(
         raise InputError(
             f"model has {model.num_classes} classes but the data at {recipe.data.root} has {num_classes}"
         )
-    mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    mean, std = list(recipe.data.mean), list(recipe.data.std)
     context = SetupContext(recipe, train_ds, val_ds, model, mean, std, resume, log)
     pieces = setup(context) if setup else RunPieces()
     # Reseed, so the augmentation stream does not depend on what the model factory and the hook drew.
