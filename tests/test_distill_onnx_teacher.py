@@ -28,14 +28,6 @@ LOGITS = LossWeights(ce=1.0, kd=1.0, cwd=0.5, relation=0.3)
 OTHER_MEAN, OTHER_STD = [0.5, 0.5, 0.5], [0.25, 0.3, 0.2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _teacher() -> nn.Module:
     torch.manual_seed(0)
     return create("unet", num_classes=len(CLASSES), base_channels=8, depth=2).eval()

@@ -32,8 +32,6 @@ OFF = Tolerances(max_abs=None, max_rel=None, min_agreement=None, max_miou_delta=
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """An LR-ASPP checkpoint (its head gates features with a Sigmoid), its FP32 export and INT8 file."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runtimes")
     train, val = build_dataset("synthetic", "train", DATA), build_dataset("synthetic", "val", DATA)
     torch.manual_seed(0)
@@ -42,7 +40,6 @@ def files(tmp_path_factory):
     export_checkpoint(root / "m.pt", root / "m.onnx")
     quantize_int8(root / "m.onnx", root / "m_int8.onnx", calib=train, calib_size=8, val=val, val_size=4,
                   max_drop=100.0)  # fmt: skip
-    torch.set_num_threads(threads)
     return {"root": root, "model": model.eval(), "fp32": root / "m.onnx", "int8": root / "m_int8.onnx",
             "val": val}  # fmt: skip
 

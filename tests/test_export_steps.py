@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import numpy_helper
 from test_export_api import FrozenScaleNet, PaddingNet
 
@@ -18,10 +17,7 @@ from edgeseg.export import simplify as simplify_module
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """Tiny models run far faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 def test_onnxslim_takes_over_when_onnxsim_fails(tmp_path, monkeypatch):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from edgeseg.checkpoint import load_checkpoint
@@ -22,26 +20,14 @@ train: {epochs: 1, device: cpu}
 DATA = ["--set", "data.synthetic_size=48", "--set", "data.synthetic_val=4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than two on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     recipe = root / "tiny.yaml"
     recipe.write_text(RECIPE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     result = CliRunner().invoke(
         app, ["train", str(recipe), "-o", str(root / "run"), "-q", "--set", "train.seed=2"]
     )
-    torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "best mIoU" in result.output
     return root / "run"
