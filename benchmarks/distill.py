@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeseg.bench.machine import machine_info
 from edgeseg.errors import EdgesegError
 from edgeseg.fileio import check_writable, write_text_atomic
 
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "cpu": {"torch_threads": torch.get_num_threads(), "os_cpus": os.cpu_count()},
+        "machine": machine_info(torch.get_num_threads()).to_dict(),
         "command": "python " + shlex.join(sys.argv),
     }
 
@@ -250,6 +252,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"Command: `{r['command']}` ({r['seconds'] / 60:.1f} min wall, {r['cpu']['torch_threads']} torch "
         f"thread(s), {r['cpu']['os_cpus']} CPUs, load average {r['load_average']['start'][0]:.1f} at the "
         f"start and {r['load_average']['end'][0]:.1f} at the end).",
+        "",
+        f"Machine: {r['machine']['description']}." if "machine" in r else "Machine: not recorded.",
         "",
     ]
     return "\n".join(lines)

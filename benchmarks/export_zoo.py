@@ -2,7 +2,8 @@
 
 For each model (random weights, ``--classes`` classes) and each exporter, ``edgeseg.export.to_onnx`` exports
 with dynamic batch/height/width, simplifies, and validates against PyTorch (odd, non-square and batch-2
-inputs). Printed per row: export+validate seconds, nodes before → after simplification, the parity figures,
+inputs). Printed first: the machine (``edgeseg.bench.machine``) as one JSON line; then per row:
+export+validate seconds, nodes before → after simplification, the parity figures,
 and the ONNX Runtime median latency of the two exports of one model, interleaved call by call so that load
 from other processes hits both alike (``--runs`` calls each, 1 thread, ``--size``).
 
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edgeseg.bench.machine import machine_info
 
 OPSETS = {"torchscript": 17, "dynamo": 18}  # dynamo cannot write opset 17 for models that pad
 
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     from edgeseg.models import list_models
 
     torch.set_num_threads(1)
+    print(json.dumps({"machine": machine_info(threads=1).to_dict()}), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models or list_models():
             rows, paths = [], {}

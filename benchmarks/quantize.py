@@ -3,7 +3,7 @@
 For each model (checkpoints given with ``--student`` (repeatable) and ``--teacher``, or else the
 ``--student-arch`` models and the ``--teacher-arch`` model trained here on the synthetic data with a tiny
 budget), this exports the FP32 ONNX model (``edgeseg.export``), quantizes it with
-``edgeseg.export.quantize_int8`` behind its accuracy gate (calibration on the synthetic train split, mIoU on
+``edgeseg.quantize.quantize_int8`` behind its accuracy gate (calibration on the synthetic train split, mIoU on
 the val split), then times FP32 and INT8 in the same run with ``edgeseg.bench`` (round-robin interleaved, so
 both see the same load) at ``--size``, batch 1, ``--threads`` threads, and once more in a round-robin loop
 that reads the process CPU time of each run (less sensitive than wall time to other processes on a loaded
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeseg.bench.machine import machine_info
 from edgeseg.errors import EdgesegError, GateFailed
 from edgeseg.fileio import check_writable, write_text_atomic
 
@@ -83,7 +84,7 @@ def quantize_and_time(role: str, checkpoint: Path, args: argparse.Namespace, fol
     """Export, quantize behind the gate, and time FP32 against INT8 in one interleaved run."""
     from edgeseg.bench.api import bench_models
     from edgeseg.export import export_checkpoint
-    from edgeseg.export.quantize import quantize_int8
+    from edgeseg.quantize.int8 import quantize_int8
 
     stem = role.replace(" ", "_")
     fp32 = folder / f"{stem}.onnx"
@@ -215,7 +216,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
         f"{settings['calib']} val ({settings['val_size']} images at most), calibration on "
         f"{settings['calib_size']} train images ({settings['method']}).",
         "",
-        f"- CPU: {settings['cpu']}; ONNX Runtime {settings['onnxruntime']}.",
+        f"- Machine: {settings['cpu']}.",
         f"- Load average (1 min) at start / end: {settings['load_start']:.2f} / {settings['load_end']:.2f} "
         f"on {settings['cores']} cores (other jobs were running).",
         f"- Command: `{settings['command']}` ({settings['seconds']:.0f} s).",
@@ -258,35 +259,21 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cpu_name() -> str:
-    from edgeseg.export.quantize import cpu_has_vnni
-
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
-    sets = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{name}, {', '.join(sets) or 'no AVX2'} ({'VNNI' if cpu_has_vnni() else 'no VNNI, no AMX'})"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     md_path, json_path = args.out.with_suffix(".md"), args.out.with_suffix(".json")
     for path in (md_path, json_path):
         check_writable(path, args.force)
-    import onnxruntime
-
-    from edgeseg.export.quantize import cpu_has_vnni
-
+    machine = machine_info(args.threads)
     settings = {
         "size": args.size, "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "calib": args.calib, "calib_size": args.calib_size, "val_size": args.val_size,
-        "max_drop": args.max_drop, "method": args.method, "cpu": cpu_name(), "vnni": cpu_has_vnni(),
-        "onnxruntime": onnxruntime.__version__, "cpu_runs": args.cpu_runs, "cores": os.cpu_count(),
+        "max_drop": args.max_drop, "method": args.method, "cpu": machine.describe(),
+        "vnni": bool(machine.int8_dot_product), "machine": machine.to_dict(),
+        "onnxruntime": machine.onnxruntime, "cpu_runs": args.cpu_runs, "cores": os.cpu_count(),
         "load_start": os.getloadavg()[0],
     }  # fmt: skip
+    print(f"machine: {machine.describe()}", flush=True)
     given = argv if argv is not None else sys.argv[1:]
     settings["command"] = shlex.join(["python", "benchmarks/quantize.py", *given])
     start = time.perf_counter()

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.bench.machine import machine_info
+
 FORMS = {
     "logits": {"output": "logits", "preprocess": False},
     "argmax": {"output": "argmax", "preprocess": False},
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.size}x{args.size}, {args.runs} interleaved rounds, threads={args.threads or 'default'}, "
             f"spin_wait={args.spin_wait}"
         )
+        print(f"machine: {machine_info(args.threads).describe()}")
         times = measure(fns, args.runs, args.warmup)
     medians = {label: summarize(label, form_times) for label, form_times in times.items()}
     if len(medians) > 1:

@@ -322,19 +322,13 @@ def _errors(tally: Tally) -> str:
 
 
 def report(args, env, direct, phases) -> str:
-    flags = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^flags\s*:\s*(.*)$", info, re.MULTILINE)
-        wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx_vnni")
-        flags = " ".join(f for f in wanted if found and f in found.group(1).split())
-    except OSError:
-        pass
+    sets = env.get("instruction_sets")
+    flags = ", ".join(sets) if sets else "unknown"
     ort = env["onnxruntime"]
     lines = [
         "## edgeseg serve under load",
         "",
-        f"- machine: {env['cpu']}, {env['cpu_count']} logical CPUs, instruction sets: {flags or 'n/a'}",
+        f"- machine: {env['cpu']}, {env['cpu_count']} logical CPUs, instruction sets: {flags}",
         f"- ONNX Runtime {ort['version']} ({ort['package']}), CPU provider; intra-op threads per session: "
         f"{args.threads or 'ONNX Runtime default'}; Python {env['python']}; {env['platform']}",
         f"- model: {args.model} ; images: {args.sizes} ({args.images} synthetic scenes, PNG uploads)",
@@ -457,7 +451,7 @@ def main() -> None:
             ),
         ),
     ]
-    print(report(args, environment(), direct, phases))
+    print(report(args, environment(args.threads or None), direct, phases))
 
 
 if __name__ == "__main__":

@@ -9,19 +9,23 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights
 ``classes``       list of class names (len == num_classes)
 ``palette``       list of [r, g, b] per class
 ``mean``, ``std`` per-channel normalization of RGB images scaled to [0, 1]
-``ignore_index``  label value excluded from loss and metrics (255)
-``recipe``        the resolved recipe (plain dict) the model was trained with
+``ignore_index``  label value excluded from loss and metrics
+``recipe``        the resolved recipe (plain dict) the model was trained with; its ``data`` section says what
+                  the model was trained and evaluated on (exports copy it into the ONNX metadata)
 ``epoch``         epochs completed
 ``metrics``       last evaluation metrics (dict), may be empty
 ``train_state``   only in resumable checkpoints: optimizer, scheduler, scaler, RNG states, ...
 
-Later commands need nothing but the checkpoint's path.
+Later commands need nothing but the checkpoint's path. Defaults (ImageNet normalization, ignore index 255) are
+``edgeseg.runtime.metadata``'s; a checkpoint written before ``mean``/``std``/``ignore_index`` were stored gets
+them from there when loaded, here and nowhere else.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +33,10 @@ import torch
 
 from edgeseg.errors import InputError
 from edgeseg.fileio import atomic_path
+from edgeseg.runtime.metadata import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT = "edgeseg-checkpoint"
 VERSION = 1
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-IGNORE_INDEX = 255
 
 
 def make_checkpoint(
@@ -42,8 +44,8 @@ def make_checkpoint(
     *,
     classes: list[str],
     palette: list[list[int]],
-    mean: list[float] | None = None,
-    std: list[float] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = IGNORE_INDEX,
     recipe: dict[str, Any] | None = None,
     epoch: int = 0,
@@ -62,8 +64,8 @@ def make_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "classes": list(classes),
         "palette": [list(map(int, c)) for c in palette],
-        "mean": list(mean or IMAGENET_MEAN),
-        "std": list(std or IMAGENET_STD),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
         "ignore_index": int(ignore_index),
         "recipe": recipe or {},
         "epoch": int(epoch),
@@ -82,17 +84,45 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
     return target
 
 
+def load_weights_file(path: Path, what: str = "weights file") -> Any:
+    """``torch.load(path, weights_only=True)``; a file that is not plain weights is a one-line ``InputError``.
+
+    A pickle that would call code (``__reduce__`` of any class, ``os.system`` ...) is refused with the
+    names of the globals it references: those names are what a user needs to judge the file. PyTorch's own
+    message advises ``weights_only=False``, which is exactly what must not be done with an untrusted file.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and unpickler errors all mean "not a weights file"
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise InputError(
+                f"{path}: refused, it holds code as well as data (Python objects {', '.join(unsafe)} that "
+                "unpickling would call); edgeseg loads weights only"
+            ) from None
+        detail = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise InputError(f"{path} is not a readable {what}: {detail}") from err
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals of a checkpoint that ``weights_only`` loading does not allow ([] if none or unreadable)."""
+    try:
+        return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
+    except Exception:  # not a zip checkpoint at all: the caller reports it as unreadable
+        return []
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load an edgeseg checkpoint safely (``weights_only=True``), with clear errors for bad files."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"checkpoint not found: {p}")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and unpickler errors all mean "not a checkpoint"
-        raise InputError(f"{p} is not a readable edgeseg checkpoint: {err}") from err
+    ckpt = load_weights_file(p, what="edgeseg checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise InputError(f"{p} is not an edgeseg checkpoint (no 'format: {FORMAT}' entry)")
+    ckpt.setdefault("mean", list(IMAGENET_MEAN))  # checkpoints from before normalization was stored
+    ckpt.setdefault("std", list(IMAGENET_STD))
+    ckpt.setdefault("ignore_index", IGNORE_INDEX)
     return ckpt
 
 

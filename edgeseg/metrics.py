@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeseg.runtime.metadata import IGNORE_INDEX
+
 
 def confusion_matrix(
-    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = 255
+    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> np.ndarray:
     """Confusion matrix (rows: target, columns: prediction) via one ``bincount``; ignore pixels dropped."""
     pred = np.asarray(pred).reshape(-1).astype(np.int64)

@@ -13,9 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from conftest import write_tiny_onnx
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
+
+
+def tiny_model(path: Path) -> Path:
+    """The suite's tiny torch-free model (a 1×1 convolution) with four classes w, x, y, z and ``PALETTE``."""
+    return write_tiny_onnx(path, ["w", "x", "y", "z"], PALETTE)
 
 
 def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:

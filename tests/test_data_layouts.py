@@ -243,3 +243,30 @@ def test_classes_file_errors(tmp_path: Path) -> None:
     path.write_text("# nothing\n\n")
     with pytest.raises(InputError, match="lists no classes"):
         read_classes_file(path)
+
+
+def test_label_scan_finds_a_bad_value_before_training(tmp_path: Path, monkeypatch) -> None:
+    from edgeseg.config import Recipe
+    from edgeseg.data.datasets import FileSegDataset
+    from edgeseg.train import fit
+
+    stems = [f"s{i:02d}" for i in range(12)]
+    _generic(tmp_path / "data", stems, "train")
+    _generic(tmp_path / "data", ["v0", "v1"], "val")
+    build_dataset(tmp_path / "data", "train").check_labels()  # all valid: no error
+    _mask(tmp_path / "data" / "masks" / "train" / "s11.png", np.full((H, W), 9))
+    with pytest.raises(InputError, match=r"s11\.png: label value 9 is >= num_classes \(4\)"):
+        build_dataset(tmp_path / "data", "train").check_labels()
+    recipe = Recipe.from_dict({
+        "model": {"name": "lraspp_dsnet", "kwargs": {"width_mult": 0.25}},
+        "data": {"root": str(tmp_path / "data"), "crop_size": 12, "batch_size": 2},
+        "train": {"epochs": 1, "device": "cpu"},
+    })  # fmt: skip
+    samples_read: list[int] = []
+    read_sample = FileSegDataset.__getitem__
+    monkeypatch.setattr(
+        FileSegDataset, "__getitem__", lambda ds, i: samples_read.append(i) or read_sample(ds, i)
+    )
+    with pytest.raises(InputError, match=r"s11\.png: label value 9"):
+        fit(recipe, tmp_path / "run", progress=False, log=lambda _msg: None)
+    assert samples_read == []  # found by the scan, before the loader read a single sample

@@ -21,10 +21,7 @@ STD = [0.2, 0.25, 0.3]
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """Tiny models run far faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 class PaddingNet(nn.Module):
@@ -79,8 +76,8 @@ def _run(path, x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def logits_export(tmp_path_factory):
     path = tmp_path_factory.mktemp("export") / "net.onnx"
-    metadata = {"classes": ["a", "b", "c", "d"], "pads_internally": True}
-    report = to_onnx(PaddingNet(), path, metadata=metadata, mean=MEAN, std=STD)
+    metadata = {"classes": ["a", "b", "c", "d"], "pads_internally": True, "mean": MEAN, "std": STD}
+    report = to_onnx(PaddingNet(), path, metadata=metadata)
     return path, report
 
 
@@ -128,7 +125,8 @@ def test_unknown_metadata_key_is_refused_with_a_suggestion(tmp_path):
 
 def test_coarse_export_stops_before_the_final_upsampling_and_passes_the_gate(tmp_path, logits_export):
     path = tmp_path / "coarse.onnx"
-    report = to_onnx(PaddingNet(), path, coarse=True, metadata={"pads_internally": True}, mean=MEAN, std=STD)
+    metadata = {"pads_internally": True, "mean": MEAN, "std": STD}
+    report = to_onnx(PaddingNet(), path, coarse=True, metadata=metadata)
     assert report.upsample == 8 and read_metadata(path).upsample == 8 and report.validation.passed
     assert report.validation.max_abs_diff < 1e-4 and report.to_dict()["upsample"] == 8
     model = onnx.load(path)
@@ -177,7 +175,8 @@ def test_argmax_variant_gives_uint8_labels_equal_to_pytorch_argmax(tmp_path):
 
 def test_preprocess_variant_takes_raw_uint8_pixels(tmp_path):
     path = tmp_path / "pre.onnx"
-    report = to_onnx(PaddingNet(), path, output="softmax", preprocess=True, mean=MEAN, std=STD)
+    metadata = {"mean": MEAN, "std": STD}
+    report = to_onnx(PaddingNet(), path, output="softmax", preprocess=True, metadata=metadata)
     assert report.validation.passed
     meta = read_metadata(path)
     assert (meta.input_layout, meta.input_dtype, meta.preprocess, meta.output) == (

@@ -25,10 +25,7 @@ MEAN, STD = [0.45, 0.45, 0.45], [0.25, 0.25, 0.25]
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """Tiny models run far faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 def _checkpoint(path, seed: int) -> None:

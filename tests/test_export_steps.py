@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import numpy_helper
 from test_export_api import FrozenScaleNet, PaddingNet
 
@@ -20,10 +17,7 @@ from edgeseg.export import simplify as simplify_module
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """Tiny models run far faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
 
 
 def test_onnxslim_takes_over_when_onnxsim_fails(tmp_path, monkeypatch):
@@ -104,7 +98,6 @@ def test_parity_gate_on_real_images_measures_miou(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("EDGESEG_SLOW") != "1", reason="dynamo: ~30 s; EDGESEG_SLOW=1")
 def test_dynamo_follows_what_the_tracer_freezes(tmp_path):
     """What the TorchScript tracer exports wrongly, dynamo exports right, as the error message suggests."""
     report = to_onnx(FrozenScaleNet(), tmp_path / "m.onnx", exporter="dynamo", opset=18)

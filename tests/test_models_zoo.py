@@ -169,8 +169,21 @@ def test_every_model_exports_with_dynamic_height_and_width(name: str, tmp_path: 
     assert_onnx_matches(model, tmp_path / f"{name}.onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_dynamo_exporter_gives_a_graph_for_any_size(tmp_path: Path) -> None:
     model = create("unet", num_classes=NUM_CLASSES, base_channels=8, depth=2).eval()
     export_dynamo(model, tmp_path / "unet.onnx")
     assert_onnx_matches(model, tmp_path / "unet.onnx")
+
+
+def test_describe_model_names_the_arguments_that_differ_from_the_defaults() -> None:
+    from edgeseg.models import describe_model
+
+    wide = create("lraspp_dsnet", num_classes=5, width_mult=4.0)
+    assert describe_model(wide.model_name, wide.model_kwargs) == "lraspp_dsnet ×4 width"
+    plain = create("lraspp_dsnet", num_classes=5)
+    assert describe_model(plain.model_name, plain.model_kwargs) == "lraspp_dsnet"
+    small = create("unet_ds", num_classes=3, width_mult=0.25, depth=3)
+    assert describe_model(small.model_name, small.model_kwargs) == "unet_ds ×0.25 width (depth=3)"
+    assert describe_model("not_registered", {"width_mult": 2}) == "not_registered"

@@ -7,6 +7,7 @@ figures are recomputed with ``edgeseg eval`` and ``edgeseg validate`` through th
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from typer.testing import CliRunner
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, generate_scene
 from edgeseg.errors import GateFailed, InputError
 from edgeseg.runtime import mask_image
+
+pytestmark = pytest.mark.slow  # the whole job end to end: ~20 s
 
 runner = CliRunner()
 CLASSES = ["sky", *(name.replace("_", "-") for name in SYNTHETIC_CLASSES[1:])]  # own names, same labels
@@ -94,6 +97,7 @@ def run(tmp_path_factory) -> tuple[Path, Path, dict]:
     result = _pipeline(str(recipe), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert "report:" in result.output
+    (tmp / "console.txt").write_text(result.output)
     return recipe, out, json.loads((out / "report.json").read_text())
 
 
@@ -120,9 +124,25 @@ def test_every_file_and_figure_is_written(run) -> None:
         assert f"]({figure})" in markdown
     assert list(report["models"]) == list(MODELS)
     for m in report["models"].values():
-        assert f"| {m['label']} | {m['model_name']} | {100 * m['miou']:.2f} |" in markdown
+        assert f"| {m['label']} | {m['network']} | {100 * m['miou']:.2f} |" in markdown
+    assert report["models"]["teacher"]["network"] == "unet (base_channels=8, depth=2)"
+    assert report["models"]["int8"]["network"] == "lraspp_dsnet ×0.25 width"
     assert "accuracy gate" in markdown and "Distillation:" in markdown
+    env = report["bench"]["environment"]
+    assert f"Measured on: {env['description']}" in markdown and env["threads"] == 1
+    assert "instruction_sets" in env and env["onnxruntime"]["version"] in env["description"]
     assert yaml.safe_load((out / "pipeline.yaml").read_text())["student"]["baseline"] is True
+
+
+def test_console_output_says_things_once_and_keeps_table_rows_whole(run) -> None:
+    _, out, report = run
+    lines = (out.parent / "console.txt").read_text().splitlines()
+    assert sum(line.startswith("data: ") for line in lines) == 1
+    assert sum(line.startswith("INT8: mIoU") for line in lines) == 1
+    for m in report["models"].values():  # one table row per model, its label not wrapped
+        row = re.compile(rf"^ ?{re.escape(m['label'])} +{100 * m['miou']:.2f} ")
+        assert sum(bool(row.match(line)) for line in lines) == 1, m["label"]
+    assert max(len(line) for line in lines) <= 80
 
 
 def test_class_names_come_from_the_folders_classes_txt(run) -> None:

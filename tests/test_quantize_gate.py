@@ -9,6 +9,7 @@ model's own predictions, so FP32 mIoU is 100 and every INT8 mistake shows.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -22,14 +23,13 @@ from typer.testing import CliRunner
 
 from edgeseg.data import build_dataset
 from edgeseg.errors import GateFailed, InputError
-from edgeseg.export.fp16 import convert_fp16
-from edgeseg.export.quantize import quantize_int8
-from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.quantize.fp16 import convert_fp16
+from edgeseg.quantize.int8 import quantize_int8
+from edgeseg.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata
 
 # The CLI tests calibrate on the built-in synthetic data, so the model predicts its classes.
 NUM_CLASSES = build_dataset("synthetic", "val").num_classes
 SIDE = 40
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 class TinySeg(nn.Module):
@@ -77,7 +77,7 @@ class LabelledByModel:
     def __init__(self, model_path, count: int = 6) -> None:
         import onnxruntime as ort
 
-        from edgeseg.export.feeds import normalize
+        from edgeseg.runtime.ops import normalized_batch
 
         session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
@@ -85,7 +85,7 @@ class LabelledByModel:
         for _ in range(count):
             coarse = rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)
             image = np.asarray(Image.fromarray(coarse).resize((SIDE, SIDE), Image.BILINEAR))
-            logits = session.run(None, {"input": normalize(image, IMAGENET_MEAN, IMAGENET_STD)})[0]
+            logits = session.run(None, {"input": normalized_batch(image, IMAGENET_MEAN, IMAGENET_STD)})[0]
             self.items.append((image, logits[0].argmax(0).astype(np.int64)))
 
     def __len__(self) -> int:
@@ -242,3 +242,24 @@ def test_cli_fp16(models, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["precision"] == "fp16"
     assert props(out)["precision"] == "fp16"
+
+
+def test_cli_prints_the_result_once(models, tmp_path):
+    result = cli(models["fragile"], "-o", tmp_path / "once.int8.onnx", "--calib", "synthetic",
+                 "--calib-size", "2", "--val-size", "2", "--max-drop", "100")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = [line for line in result.output.splitlines() if re.search(r"mIoU.*\d\.\d\d", line)]
+    assert len(figures) == 1 and figures[0].startswith("INT8: mIoU"), result.output
+    assert figures[0] in result.stdout
+    fp16 = cli(models["clean"], "-o", tmp_path / "once.fp16.onnx", "--fp16")
+    assert fp16.exit_code == 0, fp16.output
+    assert fp16.output.count("agreement") == 1, fp16.output
+
+
+def test_progress_reports_each_failed_attempt(models, tmp_path):
+    lines: list[str] = []
+    data = models["data_fragile"]
+    report = quantize_int8(models["fragile"], tmp_path / "f.onnx", calib=data, calib_size=4, val=data,
+                           max_drop=10.0, max_float_nodes=6, progress=lines.append)  # fmt: skip
+    failed = [line for line in lines if "> allowed" in line]
+    assert len(failed) == len(report.attempts) - 1 >= 1

@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeseg.export.graph_edits import shapes_read_through, tail_nodes
-from edgeseg.export.sensitivity import channel_sqnr, exclusion_schedule, fake_quantize, nodes_touching
+from edgeseg.quantize.sensitivity import channel_sqnr, exclusion_schedule, fake_quantize, nodes_touching
 
 
 def _graph() -> onnx.ModelProto:

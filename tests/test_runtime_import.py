@@ -6,12 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper
-
-from edgeseg.runtime.metadata import ModelMetadata
-
 BLOCKER = """
 import importlib.abc, sys
 
@@ -25,33 +19,14 @@ sys.meta_path.insert(0, Block())
 """
 
 
-def tiny_model(path) -> None:
-    """A 1×1-convolution segmentation graph (3 → 4 classes) with edgeseg metadata, built without torch."""
-    weight = helper.make_tensor(
-        "w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).standard_normal(12).tolist()
-    )
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["output"])],
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in ModelMetadata(classes=["a", "b", "c", "d"], stride=1).to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-
 
 def run_blocked(blocked: set[str], body: str) -> subprocess.CompletedProcess:
     code = BLOCKER.format(blocked=blocked) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-def test_runtime_imports_and_segments_without_torch(tmp_path):
-    tiny_model(tmp_path / "tiny.onnx")
+def test_runtime_imports_and_segments_without_torch(tmp_path, tiny_onnx):
+    tiny_onnx(tmp_path / "tiny.onnx", ["a", "b", "c", "d"])
     done = run_blocked(
         {"torch"},
         f"""
@@ -71,8 +46,8 @@ def test_runtime_imports_and_segments_without_torch(tmp_path):
     assert "torch unavailable, runtime fine" in done.stdout
 
 
-def test_missing_onnxruntime_names_the_extras(tmp_path):
-    tiny_model(tmp_path / "tiny.onnx")
+def test_missing_onnxruntime_names_the_extras(tmp_path, tiny_onnx):
+    tiny_onnx(tmp_path / "tiny.onnx", ["a", "b", "c", "d"])
     done = run_blocked(
         {"onnxruntime", "torch"},
         f"""

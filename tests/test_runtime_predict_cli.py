@@ -5,43 +5,21 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 from PIL import Image
 from typer.testing import CliRunner
 
 from edgeseg.cli.main import app, main
 from edgeseg.errors import EdgesegError, InputError
-from edgeseg.runtime import ModelMetadata, Segmenter
+from edgeseg.runtime import Segmenter, overlay
 
 PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
 
 
-def tiny_model(path) -> None:
-    """A 1×1-convolution graph (3 → 4 classes) with a palette in its metadata."""
-    weight = helper.make_tensor(
-        "w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).standard_normal(12).tolist()
-    )
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["output"])],
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, "h", "w"])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = ModelMetadata(classes=["w", "x", "y", "z"], palette=PALETTE, stride=1)
-    for key, value in meta.to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-
 
 @pytest.fixture
-def workspace(tmp_path):
-    tiny_model(tmp_path / "tiny.onnx")
+def workspace(tmp_path, tiny_onnx):
+    tiny_onnx(tmp_path / "tiny.onnx", ["w", "x", "y", "z"], PALETTE)
     rng = np.random.default_rng(3)
     folder = tmp_path / "images"
     (folder / "sub").mkdir(parents=True)
@@ -77,7 +55,14 @@ def test_predict_writes_palette_masks_and_survives_a_bad_file(workspace):
         np.testing.assert_array_equal(labels, seg.predict(workspace / source))
         assert len(np.unique(labels)) > 1
         with Image.open(out / mask.replace(".png", "_overlay.png")) as over:
-            assert over.mode == "RGB" and over.size == (labels.shape[1], labels.shape[0])
+            assert over.mode == "RGB" and over.width >= labels.shape[1] and over.height > labels.shape[0]
+            picture = np.asarray(over)
+        image = np.asarray(Image.open(workspace / source).convert("RGB"))
+        blended = overlay(image, labels, seg.palette, 0.5)
+        np.testing.assert_array_equal(picture[: labels.shape[0], : labels.shape[1]], blended)
+        band = picture[labels.shape[0] :].reshape(-1, 3)
+        for index in np.unique(labels):
+            assert (band == seg.palette[index]).all(axis=1).any(), f"no legend swatch for class {index}"
     assert not (out / "bad.png").exists()
     assert sorted(p.name for p in out.rglob("*.png")) == sorted(
         ["a.png", "a_overlay.png", "b.png", "b_overlay.png", "c.png", "c_overlay.png"]

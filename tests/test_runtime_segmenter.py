@@ -309,3 +309,14 @@ def test_bad_inputs_give_clear_errors(models, tmp_path):
         seg.predict(tmp_path / "broken.png")
     with pytest.raises(InputError, match="provider"):
         Segmenter(models["paths"]["logits"], provider="gpu")
+
+
+def test_missing_gpu_provider_says_how_to_switch_builds():
+    from edgeseg.runtime.providers import resolve_provider
+
+    with pytest.raises(ProviderUnavailable) as info:
+        resolve_provider("cuda", ["CPUExecutionProvider"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert 'pip uninstall -y onnxruntime && pip install -e ".[gpu]"' in message
+    assert "edgeseg[gpu]" in message and "uninstall that first" in message

@@ -14,8 +14,7 @@ pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not install
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
-from serve_support import decode_png, encode, rgb  # noqa: E402
-from test_runtime_predict_cli import PALETTE, tiny_model  # noqa: E402
+from serve_support import PALETTE, decode_png, encode, rgb, tiny_model  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from edgeseg.cli.main import app as cli_app  # noqa: E402

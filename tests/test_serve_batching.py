@@ -8,8 +8,7 @@ from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
-from serve_support import rgb
-from test_runtime_predict_cli import tiny_model
+from serve_support import rgb, tiny_model
 
 from edgeseg.runtime import Segmenter
 from edgeseg.serve.batching import Batcher, BatcherClosed, QueueFull

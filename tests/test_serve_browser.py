@@ -10,8 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from serve_support import server
-from test_runtime_predict_cli import PALETTE, tiny_model
+from serve_support import PALETTE, server, tiny_model
 
 from edgeseg.runtime import Segmenter, overlay
 

@@ -17,8 +17,7 @@ import pytest
 
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
-from serve_support import REPO, decode_png, encode, rgb, server  # noqa: E402
-from test_runtime_predict_cli import tiny_model  # noqa: E402
+from serve_support import REPO, decode_png, encode, rgb, server, tiny_model  # noqa: E402
 
 from edgeseg.runtime import Segmenter  # noqa: E402
 

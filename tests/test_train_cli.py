@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from edgeseg.checkpoint import load_checkpoint
@@ -22,26 +20,14 @@ train: {epochs: 1, device: cpu}
 DATA = ["--set", "data.synthetic_size=48", "--set", "data.synthetic_val=4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than two on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     recipe = root / "tiny.yaml"
     recipe.write_text(RECIPE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     result = CliRunner().invoke(
         app, ["train", str(recipe), "-o", str(root / "run"), "-q", "--set", "train.seed=2"]
     )
-    torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "best mIoU" in result.output
     return root / "run"
@@ -91,7 +77,43 @@ def test_eval_onnx_compares_with_the_checkpoint(run: Path) -> None:
     assert a["miou"] == pytest.approx(b["miou"], abs=0.01) and a["pixel_acc"] == pytest.approx(
         b["pixel_acc"], abs=0.01
     )
-    missing = CliRunner().invoke(app, ["eval", str(onnx_path)])
+
+
+def test_eval_reads_the_data_settings_stored_in_the_model(run: Path) -> None:
+    """Checkpoint and ONNX file carry the recipe's data settings (48 px, 4 images, not the generator's
+    defaults); ``eval`` uses them without being told, says so, and the two agree with training's figure."""
+    import onnx
+
+    from edgeseg.export import export_checkpoint, read_metadata
+
+    onnx_path = run.parent / "stored.onnx"
+    export_checkpoint(run / "best.pt", onnx_path, force=True)
+    stored = read_metadata(onnx_path).data
+    assert (stored["root"], stored["synthetic_size"], stored["synthetic_val"]) == ("synthetic", 48, 4)
+    ckpt = load_checkpoint(run / "best.pt")
+    outputs = {}
+    for path in (run / "best.pt", onnx_path):
+        result = CliRunner().invoke(app, ["eval", str(path), "--json"])
+        assert result.exit_code == 0, result.output
+        outputs[path.suffix] = json.loads(result.output)
+        table = CliRunner().invoke(app, ["eval", str(path)])
+        assert "evaluated on synthetic dataset" in table.output and "4 images" in table.output
+        assert "synthetic_size=48" in table.output and "the model's own" in table.output
+    assert outputs[".pt"]["miou"] == pytest.approx(ckpt["metrics"]["miou"], abs=1e-9)
+    assert outputs[".onnx"]["miou"] == pytest.approx(outputs[".pt"]["miou"], abs=1e-3)
+    # the generator's defaults (128 px, 200 images) give other images: the stored settings were used
+    default = CliRunner().invoke(
+        app, ["eval", str(onnx_path), "--set", "data.synthetic_size=128", "--set", "data.synthetic_val=200"]
+    )
+    assert "synthetic_size=128" in default.output and "200 images" in default.output
+    # a file without data settings (another tool's export) must be told what to evaluate on
+    proto = onnx.load(onnx_path)
+    kept = [p for p in proto.metadata_props if p.key != "data"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    bare = run.parent / "bare.onnx"
+    onnx.save(proto, bare)
+    missing = CliRunner().invoke(app, ["eval", str(bare)])
     assert isinstance(missing.exception, InputError) and "--data" in str(missing.exception)
 
 

@@ -24,6 +24,7 @@ train: {epochs: 1, device: cpu}
 """
 
 
+@pytest.mark.slow  # two torchrun processes: ~20 s
 def test_two_cpu_processes(tmp_path: Path) -> None:
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(RECIPE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from edgeseg.checkpoint import make_checkpoint
 from edgeseg.errors import InputError
 from edgeseg.models import create
 from edgeseg.train.transfer import freeze, frozen_batchnorms, load_pretrained, set_train_mode
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than two on a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny(num_classes: int = 3) -> nn.Module:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from edgeseg import __version__
@@ -58,16 +55,63 @@ def _cells(result: BenchResult) -> list[str]:
     ]
 
 
-def rich_table(results: Sequence[BenchResult]) -> Any:
-    """A ``rich.table.Table`` with one line per configuration."""
+def console_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    left: int = 1,
+    caption: str | None = None,
+) -> Any:
+    """A ``rich.table.Table`` for an 80-column terminal: no cell wraps (a model name stays on one line),
+    headers wrap only where they hold a newline, the first ``left`` columns are left-aligned, the rest right,
+    and columns are separated by spaces rather than rules."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="edgeseg bench (latency per batch)")
-    for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("model", "engine", "provider") else "right")
-    for result in results:
-        table.add_row(*_cells(result))
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index < left else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def rich_table(results: Sequence[BenchResult], width: int | None = None) -> Any:
+    """A console table with one line per configuration; settings shared by every line go to its caption.
+
+    When ``width`` (the terminal's columns) is given and the table would be wider, the columns of
+    ``_OPTIONAL`` are left out in that order (the JSON and markdown outputs keep them all).
+    """
+    rows = [_cells(result) for result in results]
+    shared = [i for i, name in enumerate(COLUMNS) if name in _SETTINGS and len({row[i] for row in rows}) == 1]
+    notes = [", ".join(f"{COLUMNS[i]} {rows[0][i]}" for i in shared)] if rows and shared else []
+    keep = [i for i in range(len(COLUMNS)) if i not in shared]
+    left_out: list[str] = []
+    while True:
+        headers = [_HEADERS.get(COLUMNS[i], COLUMNS[i]) for i in keep]
+        left = sum(COLUMNS[i] in ("model", "engine", "provider") for i in keep)
+        caption = "; ".join([*notes, *([f"not shown: {', '.join(left_out)}"] if left_out else [])]) or None
+        cells = [[row[i] for i in keep] for row in rows]
+        table = console_table("edgeseg bench (latency per batch)", headers, cells, left, caption)
+        dropped = next((COLUMNS.index(name) for name in _OPTIONAL if COLUMNS.index(name) in keep), None)
+        if width is None or natural_width(table) <= width or dropped is None:
+            return table
+        keep.remove(dropped)
+        left_out.append(COLUMNS[dropped])
+
+
+def natural_width(renderable: Any) -> int:
+    """How many columns ``renderable`` takes when nothing constrains it."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, renderable).maximum
+
+
+_SETTINGS = ("engine", "provider", "precision", "batch", "size", "threads")
+_OPTIONAL = ("p99 ms", "mean ms", "peak MiB", "p90 ms")
+_HEADERS = {name: name.replace(" ", "\n") for name in COLUMNS if name.endswith((" ms", " MiB"))}
 
 
 def markdown_table(results: Sequence[BenchResult]) -> str:
@@ -77,28 +121,16 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def environment() -> dict[str, Any]:
-    """Where the figures come from: Python, platform, CPU, ONNX Runtime build and, if loaded, PyTorch."""
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Where the figures come from: :func:`edgeseg.bench.machine.machine_info` (CPU, instruction sets,
+    threads, library versions) plus the ONNX Runtime build's package and providers."""
+    from edgeseg.bench.machine import machine_info
     from edgeseg.runtime.providers import ort_build_info
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-    }
+    info = machine_info(threads).to_dict()
+    info["cpu_count"] = info["logical_cpus"]
     ort = ort_build_info()
     info["onnxruntime"] = {"package": ort.package, "version": ort.version, "providers": list(ort.providers)}
-    if "torch" in sys.modules:
-        info["torch"] = sys.modules["torch"].__version__
     return info
 
 

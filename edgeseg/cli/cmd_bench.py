@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +11,10 @@ import typer
 
 def parse_sizes(values: list[str]) -> list[tuple[int, int]]:
     """``["512x512", "256x384,128x128"]`` → ``[(512, 512), (256, 384), (128, 128)]`` (H×W; "512" = square)."""
-    from edgeseg.errors import InputError
+    from edgeseg.sizes import parse_hw
 
-    sizes = []
-    for value in values:
-        for part in filter(None, (p.strip() for p in value.split(","))):
-            match = re.fullmatch(r"(\d+)(?:[xX](\d+))?", part)
-            if not match or int(match.group(1)) < 1 or int(match.group(2) or 1) < 1:
-                raise InputError(f"--size {part!r} is not HxW with positive integers (e.g. 512x512)")
-            height = int(match.group(1))
-            sizes.append((height, int(match.group(2) or height)))
+    parts = [p.strip() for value in values for p in value.split(",")]
+    sizes = [parse_hw(part, "--size", square=True) for part in parts if part]
     return list(dict.fromkeys(sizes))
 
 
@@ -112,9 +105,10 @@ def bench(
     for note in notes:
         err.print(f"note: {note}")
     out = Console()
-    if not out.is_terminal:  # piped or captured: rich would squeeze the table into 80 columns
-        out = Console(width=200)
-    out.print(rich_table(results))
+    if out.is_terminal:  # leave out the least needed columns rather than wrap or cut cells
+        out.print(rich_table(results, out.width))
+    else:  # piped or captured: rich would squeeze the table into 80 columns
+        Console(width=200).print(rich_table(results))
     settings = {"warmup": warmup, "runs": runs, "seconds": seconds, "interleave": not sequential}
     if json_path is not None:
         write_json(json_path, results, settings)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from edgeseg.errors import InputError
 
 
 def distill_command(
@@ -30,7 +27,11 @@ def distill_command(
     force: Annotated[bool, typer.Option("--force", help="Start again in a folder that holds a run.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Distil a teacher checkpoint into a student: pixel-wise KD, channel-wise KD and feature KD plus CE.
+    """Distil a teacher into a student: pixel-wise KD, channel-wise KD, relation KD and feature KD plus CE.
+
+    The teacher (distill.teacher) is an edgeseg checkpoint or an ONNX file: an edgeseg export, or any model
+    that returns class scores NxCxHxW (set distill.teacher_mean/teacher_std when the file carries no edgeseg
+    metadata). An ONNX teacher serves the logit losses; feature KD needs a checkpoint.
 
     With distill.student_init=teacher, a student that is a narrower copy of the teacher's design starts
     from the teacher's own weights (weight selection).
@@ -39,24 +40,16 @@ def distill_command(
     (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.
     """
     from edgeseg.distill.run import distill, load_distill_recipe, resume_distill_recipe, teacher_miou
+    from edgeseg.train.distributed import is_main_process
+    from edgeseg.train.rundir import resolve_run
 
     sets = list(overrides or [])
-    if resume is not None:
-        if output is not None and Path(output).resolve() != Path(resume).resolve():
-            raise InputError(f"--resume {resume} and -o {output} name different folders; give one of them")
-        if not (Path(resume) / "last.pt").is_file():
-            raise InputError(f"cannot resume: {Path(resume) / 'last.pt'} does not exist")
-        cfg = resume_distill_recipe(resume, sets)
-        if recipe is not None:
-            typer.echo(f"note: continuing with the run's own recipe; {recipe} is not read", err=True)
-        run_dir = Path(resume)
-    else:
-        if recipe is None:
-            raise InputError("give a RECIPE to start a distillation run, or --resume RUN_DIR to continue one")
-        cfg = load_distill_recipe(recipe, sets)
-        run_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
+    load, load_resumed = load_distill_recipe, resume_distill_recipe
+    cfg, run_dir, note = resolve_run(recipe, output, resume, sets, load=load, load_resumed=load_resumed)
+    if note:
+        typer.echo(note, err=True)
     result = distill(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return
     teacher = teacher_miou(result.run_dir)
     typer.echo(

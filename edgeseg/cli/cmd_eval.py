@@ -14,7 +14,7 @@ def eval_command(
     model: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or an exported model (.onnx).")],
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Dataset folder or 'synthetic' (default: the checkpoint's own data)."),
+        typer.Option("--data", help="Dataset folder or 'synthetic' (default: the model's own data)."),
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Split to evaluate on.")] = "val",
     overrides: Annotated[
@@ -33,15 +33,19 @@ def eval_command(
 ) -> None:
     """Evaluate a model on a dataset split: mIoU, pixel accuracy and a per-class IoU table.
 
+    The data is read with the settings the model was trained and evaluated with (stored in its checkpoint
+    and ONNX metadata; --data and --set change them), and the output says what it evaluated on.
     ONNX models run through edgeseg.runtime.Segmenter, so their figures compare line for line with those of
     the checkpoint they were exported from. Fractions are in [0, 1]; a class absent from both the labels and
     the predictions has no IoU (null) and does not count in the mean.
     """
     from edgeseg.train.evaluate import evaluate_file
 
+    lines: list[str] = []
     metrics, classes = evaluate_file(
-        model, data, split, overrides=list(overrides or []), device=device, provider=provider
-    )
+        model, data, split, overrides=list(overrides or []), device=device, provider=provider,
+        log=lines.append,
+    )  # fmt: skip
     result = metrics.to_dict(classes)
     if as_json:
         typer.echo(json.dumps(result))
@@ -55,6 +59,8 @@ def eval_command(
     for name, iou in result["per_class_iou"].items():
         table.add_row(name, "—" if iou is None or math.isnan(iou) else f"{iou:.4f}")
     console = Console()
+    for line in lines:
+        console.print(line, highlight=False)
     console.print(table)
     console.print(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_acc']:.4f}", highlight=False)
 

@@ -11,18 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from edgeseg.errors import InputError
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"HxW"`` → (H, W); InputError for anything else."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        height, width = (int(p) for p in parts)
-    except ValueError:
-        raise InputError(f"--static takes HxW, e.g. 512x512, not {text!r}") from None
-    if height < 1 or width < 1:
-        raise InputError(f"--static needs positive sizes, got {text!r}")
-    return height, width
+from edgeseg.export.tolerances import DEFAULT_MAX_IMAGES, FP32_TOLERANCES
+from edgeseg.quantize import defaults as quantize_defaults
+from edgeseg.sizes import parse_hw
 
 
 def output_kind(argmax: bool, softmax: bool) -> str:
@@ -112,8 +103,12 @@ def export_command(
     data: Annotated[
         str | None, typer.Option("--data", help="Validation images: a dataset folder or 'synthetic'.")
     ] = None,
-    max_images: Annotated[int, typer.Option("--max-images", help="Validation images used from --data.")] = 8,
-    atol: Annotated[float, typer.Option("--atol", help="Largest allowed absolute output difference.")] = 1e-4,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="Validation images used from --data.")
+    ] = DEFAULT_MAX_IMAGES,
+    atol: Annotated[
+        float, typer.Option("--atol", help="Largest allowed absolute output difference.")
+    ] = FP32_TOLERANCES.max_abs,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the export report as JSON.")] = False,
     int8: Annotated[
@@ -125,10 +120,12 @@ def export_command(
     calib: Annotated[
         str | None, typer.Option("--calib", help="INT8 calibration data: a dataset folder or 'synthetic'.")
     ] = None,
-    calib_size: Annotated[int, typer.Option("--calib-size", help="INT8 calibration images.")] = 64,
+    calib_size: Annotated[
+        int, typer.Option("--calib-size", help="INT8 calibration images.")
+    ] = quantize_defaults.CALIB_SIZE,
     max_drop: Annotated[
         float, typer.Option("--max-drop", help="Largest mIoU loss allowed for --int8/--fp16, in points.")
-    ] = 1.0,
+    ] = quantize_defaults.MAX_DROP,
 ) -> None:
     """Export a checkpoint to ONNX that takes any image size and proves it segments like PyTorch.
 
@@ -158,7 +155,7 @@ def export_command(
             fp32_path,
             opset=opset,
             exporter=exporter,
-            static_size=parse_size(static) if static else None,
+            static_size=parse_hw(static, "--static") if static else None,
             simplify=simplify,
             output=output_kind(argmax, softmax),
             preprocess=preprocess,
@@ -172,55 +169,18 @@ def export_command(
         if not as_json:
             print_report(report)
         if int8 or fp16:
-            reduced = _reduce_precision(
-                fp32_path, output, int8, calib, calib_size, data, max_drop, force, as_json
-            )
+            from edgeseg.cli.cmd_quantize import run_quantize
+
+            reduced = run_quantize(
+                fp32_path, output, quiet=as_json, precision="int8" if int8 else "fp16",
+                calib=calib if int8 else None, calib_size=calib_size, val=data, max_drop=max_drop,
+                force=force,
+            )  # fmt: skip
     if as_json:
         out = report.to_dict()
         if int8 or fp16:
             out = {"fp32": out, "int8" if int8 else "fp16": reduced.to_dict()}
         typer.echo(json.dumps(out))
-
-
-def _reduce_precision(
-    fp32_path: Path,
-    output: Path,
-    int8: bool,
-    calib: str | None,
-    calib_size: int,
-    data: str | None,
-    max_drop: float,
-    force: bool,
-    quiet: bool,
-) -> Any:
-    """Turn the validated FP32 export into INT8 or FP16 at ``output`` through its accuracy gate."""
-    say = None if quiet else (lambda msg: typer.echo(msg, err=True))
-    if int8:
-        from edgeseg.export.quantize import quantize_int8
-
-        rep = quantize_int8(
-            fp32_path,
-            output,
-            calib=calib,
-            calib_size=calib_size,
-            val=data,
-            max_drop=max_drop,
-            force=force,
-            progress=say,
-        )
-        summary = (
-            f"INT8: mIoU {rep.miou_fp32:.2f} -> {rep.miou_int8:.2f} ({rep.drop:+.2f} lost, allowed "
-            f"{rep.max_drop:.2f}); nodes kept float: {', '.join(rep.float_nodes) or 'none'}"
-        )
-    else:
-        from edgeseg.export.fp16 import convert_fp16
-
-        rep = convert_fp16(fp32_path, output, val=data, max_drop=max_drop, force=force, progress=say)
-        summary = f"FP16: argmax agreement {100 * rep.agreement:.3f} %"
-    if not quiet:
-        typer.echo(summary)
-        typer.echo(f"wrote {rep.path}")
-    return rep
 
 
 def register(app: typer.Typer) -> None:

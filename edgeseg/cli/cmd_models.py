@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 import typer
 
-from edgeseg.errors import InputError
+from edgeseg.sizes import parse_hw
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 MIN_SIDE = 32
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (e.g. ``512x512``); both sides at least 32, else ``InputError``."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise InputError(f"--size {text!r} is not HxW (for example 512x512)")
-    height, width = int(match.group(1)), int(match.group(2))
-    if height < MIN_SIDE or width < MIN_SIDE:
-        raise InputError(f"--size {text!r}: height and width must be at least {MIN_SIDE}")
-    return height, width
 
 
 def model_table(size: tuple[int, int]) -> list[dict[str, Any]]:
@@ -58,14 +45,14 @@ def models_command(
     """List every registered model with its parameters (millions) and GFLOPs (multiply-accumulates × 1e-9,
     torchvision's convention) at ``--size`` (default 512x512), built with default arguments (21 classes).
     """
-    rows = model_table(parse_size(size))
+    rows = model_table(parse_hw(size, "--size", MIN_SIDE))
     if as_json:
         typer.echo(json.dumps(rows))
         return
     from rich.console import Console
     from rich.table import Table
 
-    height, width = rows[0]["size"] if rows else parse_size(size)
+    height, width = rows[0]["size"] if rows else parse_hw(size, "--size", MIN_SIDE)
     table = Table(title=f"edgeseg models (21 classes, {height}×{width} input)")
     table.add_column("model")
     table.add_column("params (M)", justify="right")

@@ -32,28 +32,28 @@ def pipeline_command(
     (then 1, after the report is written).
     """
     from rich.console import Console
-    from rich.table import Table
 
+    from edgeseg.bench.render import console_table
     from edgeseg.pipeline import load_pipeline_recipe, run_pipeline
 
     spec = load_pipeline_recipe(recipe, list(overrides or []))
     out_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
     console = Console()
     result = run_pipeline(spec, out_dir, force=force, progress=not quiet, console=console)
-    table = Table(title=f"edgeseg pipeline: {out_dir}")
-    for column in ("model", "mIoU %", "pixel acc. %", "params", "GFLOPs", "p50 ms", "img/s"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for m in result.report["models"].values():
-        lat = m["latency"]
-        table.add_row(
+    rows = [
+        [
             m["label"],
             f"{100 * m['miou']:.2f}",
             f"{100 * m['pixel_acc']:.2f}",
-            f"{m['params'] / 1e6:.3f} M",
+            f"{m['params'] / 1e6:.3f}",
             f"{m['gflops']:.3f}",
-            "–" if lat["p50_ms"] is None else f"{lat['p50_ms']:.2f}",
-            "–" if lat["throughput_ips"] is None else f"{lat['throughput_ips']:.1f}",
-        )
+            "–" if m["latency"]["p50_ms"] is None else f"{m['latency']['p50_ms']:.2f}",
+            "–" if m["latency"]["throughput_ips"] is None else f"{m['latency']['throughput_ips']:.1f}",
+        ]
+        for m in result.report["models"].values()
+    ]
+    headers = ["model", "mIoU\n%", "pixel\nacc. %", "params\n(M)", "GFLOPs", "p50\nms", "img/s"]
+    table = console_table(f"edgeseg pipeline: {out_dir}", headers, rows)
     console.print(table)
     if result.int8_passed is False:
         console.print("[yellow]INT8: the accuracy gate refused the quantized model (see the report)[/]")

@@ -12,7 +12,9 @@ def predict(
     model: Annotated[Path, typer.Argument(help="ONNX model written by `edgeseg export`.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images (recursive).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the masks.")],
-    overlay: Annotated[bool, typer.Option("--overlay", help="Also write NAME_overlay.png.")] = False,
+    overlay: Annotated[
+        bool, typer.Option("--overlay", help="Also write NAME_overlay.png: mask over image, legend below.")
+    ] = False,
     alpha: Annotated[float, typer.Option(help="Mask opacity in overlays, 0..1.")] = 0.5,
     provider: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads.")] = None,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from edgeseg.errors import InputError
+from edgeseg.quantize import defaults
 
 
 def quantize_command(
@@ -18,18 +18,22 @@ def quantize_command(
         str | None,
         typer.Option("--calib", help="INT8 calibration data: a dataset folder or 'synthetic' (train split)."),
     ] = None,
-    calib_size: Annotated[int, typer.Option("--calib-size", help="Calibration images.")] = 64,
+    calib_size: Annotated[
+        int, typer.Option("--calib-size", help="Calibration images.")
+    ] = defaults.CALIB_SIZE,
     val: Annotated[
         str | None,
         typer.Option("--val", help="Validation data for the gate (default: the --calib data's val split)."),
     ] = None,
-    val_size: Annotated[int, typer.Option("--val-size", help="At most this many validation images.")] = 200,
+    val_size: Annotated[
+        int, typer.Option("--val-size", help="At most this many validation images.")
+    ] = defaults.VAL_SIZE,
     max_drop: Annotated[
         float, typer.Option("--max-drop", help="Largest mIoU loss allowed, in points (0-100 scale).")
-    ] = 1.0,
+    ] = defaults.MAX_DROP,
     method: Annotated[
         str, typer.Option("--method", help="Calibration method: minmax, entropy or percentile.")
-    ] = "minmax",
+    ] = defaults.METHOD,
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per channel or tensor.")
     ] = True,
@@ -42,13 +46,13 @@ def quantize_command(
     ] = None,
     max_float_nodes: Annotated[
         int, typer.Option("--max-float-nodes", help="Most sensitive nodes the gate may keep in float.")
-    ] = 12,
+    ] = defaults.MAX_FLOAT_NODES,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Convert to FP16 (GPU deployment) instead of INT8; no calibration.")
     ] = False,
     min_agreement: Annotated[
         float, typer.Option("--min-agreement", help="FP16: least argmax agreement with FP32 (fraction).")
-    ] = 0.995,
+    ] = defaults.MIN_AGREEMENT,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -60,55 +64,38 @@ def quantize_command(
     float16 weights and compute with float32 inputs, outputs, Resize and reductions, checked by argmax
     agreement (and mIoU with --val). A model that fails its gate is not written (exit code 1).
     """
-    report_fn = (lambda msg: typer.echo(msg, err=True)) if not as_json else None
-    if fp16:
-        if calib is not None:
-            raise InputError("--calib is for INT8 calibration; --fp16 needs none (--val adds its mIoU check)")
-        from edgeseg.export.fp16 import convert_fp16
-
-        report = convert_fp16(
-            model,
-            output,
-            val=val,
-            val_size=val_size,
-            max_drop=max_drop,
-            min_agreement=min_agreement,
-            force=force,
-            progress=report_fn,
-        )
-        summary = f"FP16: argmax agreement {100 * report.agreement:.3f} % over {report.pixels} pixels"
-        if report.drop is not None:
-            summary += f", mIoU {report.miou_fp32:.2f} -> {report.miou_fp16:.2f} ({report.drop:+.2f} lost)"
-    else:
-        if calib is None:
-            raise InputError("INT8 needs calibration images: pass --calib DATA (a folder or 'synthetic')")
-        from edgeseg.export.quantize import quantize_int8
-
-        report = quantize_int8(
-            model,
-            output,
-            calib=calib,
-            calib_size=calib_size,
-            val=val,
-            val_size=val_size,
-            max_drop=max_drop,
-            method=method,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            max_float_nodes=max_float_nodes,
-            force=force,
-            progress=report_fn,
-        )
-        kept = ", ".join(report.float_nodes) if report.float_nodes else "none"
-        summary = (
-            f"INT8: mIoU {report.miou_fp32:.2f} -> {report.miou_int8:.2f} ({report.drop:+.2f} lost, "
-            f"allowed {report.max_drop:.2f}) on {report.val_images} images; nodes kept float: {kept}"
-        )
+    report = run_quantize(
+        model,
+        output,
+        quiet=as_json,
+        precision="fp16" if fp16 else "int8",
+        calib=calib,
+        calib_size=calib_size,
+        val=val,
+        val_size=val_size,
+        max_drop=max_drop,
+        method=method,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        max_float_nodes=max_float_nodes,
+        min_agreement=min_agreement,
+        force=force,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
-        return
-    typer.echo(summary)
-    typer.echo(f"wrote {report.path} in {report.seconds:.1f} s")
+
+
+def run_quantize(model: Path, output: Path, *, quiet: bool, **options: Any) -> Any:
+    """``edgeseg.quantize.quantize_file`` with progress on stderr and its result in two lines (unless
+    ``quiet``); ``edgeseg export --int8/--fp16`` ends with it too."""
+    from edgeseg.quantize.api import quantize_file
+
+    say = None if quiet else (lambda msg: typer.echo(msg, err=True))
+    report = quantize_file(model, output, progress=say, **options)
+    if not quiet:
+        typer.echo(report.summary())
+        typer.echo(f"wrote {report.path} in {report.seconds:.1f} s")
+    return report
 
 
 def register(app: typer.Typer) -> None:

@@ -6,13 +6,10 @@ DistributedDataParallel; only rank 0 prints and writes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from edgeseg.errors import InputError
 
 
 def train_command(
@@ -41,24 +38,17 @@ def train_command(
     """
     from edgeseg.config import load_recipe
     from edgeseg.train import fit, recipe_for_resume
+    from edgeseg.train.distributed import is_main_process
+    from edgeseg.train.rundir import resolve_run
 
     sets = list(overrides or [])
-    if resume is not None:
-        if output is not None and Path(output).resolve() != Path(resume).resolve():
-            raise InputError(f"--resume {resume} and -o {output} name different folders; give one of them")
-        if not (Path(resume) / "last.pt").is_file():
-            raise InputError(f"cannot resume: {Path(resume) / 'last.pt'} does not exist")
-        cfg = recipe_for_resume(resume, sets)
-        if recipe is not None and load_recipe(recipe, sets).to_dict() != cfg.to_dict():
-            typer.echo(f"note: {recipe} differs from the run's recipe; continuing with the run's", err=True)
-        run_dir = Path(resume)
-    else:
-        if recipe is None:
-            raise InputError("give a RECIPE to start training, or --resume RUN_DIR to continue a run")
-        cfg = load_recipe(recipe, sets)
-        run_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
+    cfg, run_dir, note = resolve_run(
+        recipe, output, resume, sets, load=load_recipe, load_resumed=recipe_for_resume
+    )
+    if note:
+        typer.echo(note, err=True)
     result = fit(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)
-    if os.environ.get("RANK", "0") == "0":
+    if is_main_process():
         typer.echo(
             f"best mIoU {result.best_miou:.4f} at epoch {result.best_epoch}; "
             f"checkpoints in {result.run_dir} ({result.best_path.name}, {result.last_path.name})"

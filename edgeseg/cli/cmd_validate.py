@@ -9,6 +9,12 @@ from typing import Annotated
 import typer
 
 from edgeseg.errors import InputError
+from edgeseg.export.tolerances import DEFAULT_MAX_IMAGES, FP32_TOLERANCES
+
+
+def _text(limit: float | None) -> str:
+    """A default tolerance as the option takes it (``off`` for a check that is off)."""
+    return "off" if limit is None else f"{limit:g}"
 
 
 def parse_tolerance(text: str, option: str) -> float | None:
@@ -32,7 +38,9 @@ def validate_command(
     data: Annotated[
         str | None, typer.Option("--data", help="Real images: a dataset folder or 'synthetic' (val split).")
     ] = None,
-    max_images: Annotated[int, typer.Option("--max-images", help="Validation images used from --data.")] = 8,
+    max_images: Annotated[
+        int, typer.Option("--max-images", help="Validation images used from --data.")
+    ] = DEFAULT_MAX_IMAGES,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -41,27 +49,37 @@ def validate_command(
     ] = None,
     atol: Annotated[
         str, typer.Option("--atol", help="Largest absolute output difference, or 'off'.")
-    ] = "1e-4",
+    ] = _text(FP32_TOLERANCES.max_abs),
     rtol: Annotated[
         str, typer.Option("--rtol", help="Largest difference relative to the output's magnitude, or 'off'.")
-    ] = "off",
+    ] = _text(FP32_TOLERANCES.max_rel),
     min_agreement: Annotated[
         str, typer.Option("--min-agreement", help="Least argmax agreement (fraction), or 'off'.")
-    ] = "0.9999",
+    ] = _text(FP32_TOLERANCES.min_agreement),
     max_miou_delta: Annotated[
         str, typer.Option("--max-miou-delta", help="Largest |mIoU difference| (fraction), or 'off'.")
-    ] = "0.001",
+    ] = _text(FP32_TOLERANCES.max_miou_delta),
+    runtimes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--runtime",
+            help="Run the file in onnxruntime, opencv (OpenCV DNN) or onnx-reference (repeatable; default "
+            "onnxruntime). Each is gated against the checkpoint; the others also report label agreement with "
+            "ONNX Runtime. One not installed is skipped, with the reason.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Compare an ONNX model with its PyTorch checkpoint: exit code 0 when it matches, 1 when not.
 
-    Runs onnx.checker (full), then ONNX Runtime (CPU) against PyTorch on random inputs at three sizes (odd,
-    non-square, batch of 2) and, with --data, on real validation images: max absolute and relative
-    output difference, argmax agreement, and the mIoU of both. The PyTorch side is wrapped as the file's
-    metadata says (in-graph preprocessing, logits/softmax/argmax output), so like is compared with like.
+    Runs onnx.checker (full), then ONNX Runtime (CPU; or each --runtime) against PyTorch on random inputs
+    at three sizes (odd, non-square, batch of 2) and, with --data, on real validation images: max absolute
+    and relative output difference, argmax agreement, and the mIoU of both. The PyTorch side is wrapped as
+    the file's metadata says (in-graph preprocessing, logits/softmax/argmax output), so like is compared
+    with like. The JSON result lists the runtimes the file was checked in (checked_in) and those skipped.
     """
-    from edgeseg.export import Tolerances, load_onnx, read_metadata, validate_onnx
-    from edgeseg.export.from_checkpoint import load_samples, model_and_metadata
+    from edgeseg.export import Tolerances
+    from edgeseg.export.from_checkpoint import validate_checkpoint
 
     tolerances = Tolerances(
         max_abs=parse_tolerance(atol, "--atol"),
@@ -69,35 +87,33 @@ def validate_command(
         min_agreement=parse_tolerance(min_agreement, "--min-agreement"),
         max_miou_delta=parse_tolerance(max_miou_delta, "--max-miou-delta"),
     )
-    proto = load_onnx(model)
-    meta = read_metadata(proto)
-    torch_model, ckpt_meta = model_and_metadata(checkpoint)
-    if meta.checkpoint_sha256 and meta.checkpoint_sha256 != ckpt_meta["checkpoint_sha256"]:
-        typer.echo(f"note: {model} was exported from another checkpoint than {checkpoint}", err=True)
-    num_classes = len(meta.classes) or len(ckpt_meta["classes"])
-    samples = (
-        load_samples(data, max_images, num_classes=num_classes, overrides=overrides or ())
-        if data is not None
-        else None
-    )
-    result = validate_onnx(
-        proto, torch_model, metadata=meta, samples=samples, num_classes=num_classes, tolerances=tolerances
+    checks = validate_checkpoint(
+        model,
+        checkpoint,
+        data=data,
+        max_images=max_images,
+        overrides=overrides or (),
+        tolerances=tolerances,
+        log=lambda note: typer.echo(note, err=True),
+        runtimes=runtimes or ["onnxruntime"],
     )
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
-        if not result.passed:
+        typer.echo(json.dumps(checks.to_dict()))
+        if not checks.passed:
             raise typer.Exit(1)
         return
     from rich.console import Console
 
-    Console().print(result.table())
-    if not result.passed:
+    for check in checks.checks:
+        if check.result is not None:
+            Console().print(check.result.table())
+    for line in checks.lines():
+        typer.echo(f"{model}: {line}")
+    if not checks.passed:
         from edgeseg.export import ParityFailed
 
-        raise ParityFailed(
-            f"{model} does not match {checkpoint}: " + "; ".join(result.failures)[:400], result
-        )
-    typer.echo(f"{model}: {result.summary()}")
+        message = f"{model} does not match {checkpoint}: " + "; ".join(checks.failures())
+        raise ParityFailed(message[:500], checks.primary)
 
 
 def register(app: typer.Typer) -> None:

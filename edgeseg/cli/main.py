@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -19,10 +20,12 @@ except ImportError:  # pragma: no cover - older typer
     from click import ClickException
 
 from edgeseg import __version__
+from edgeseg.cli import help as cli_help
 from edgeseg.errors import EdgesegError
 
 app = typer.Typer(
     name="edgeseg",
+    cls=cli_help.Group,
     help="Semantic segmentation from training to the edge: train, distill, export, quantize, run.",
     no_args_is_help=True,
     add_completion=False,
@@ -80,18 +83,21 @@ def _root(
 
 for _name in COMMANDS:
     importlib.import_module(f"edgeseg.cli.cmd_{_name}").register(app)
+for _info in app.registered_commands:
+    if _info.cls in (None, typer.core.TyperCommand):
+        _info.cls = cli_help.Command
 
 
 def main() -> None:
     """Entry point: runs the app and turns known errors into one line on stderr.
 
-    Set ``EDGESEG_TRACEBACK=1`` to see the full traceback instead.
+    Set ``EDGESEG_TRACEBACK=1`` to see the full traceback instead; the exit code stays the error's own.
     """
     try:
         rc = app(standalone_mode=False)
     except EdgesegError as err:
         if os.environ.get("EDGESEG_TRACEBACK"):
-            raise
+            traceback.print_exc()
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         sys.exit(err.exit_code)
     except typer.Exit as ex:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from edgeseg.data.config import AugmentConfig
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 
 def resize_pair(
@@ -40,7 +41,7 @@ def fit_to_crop(
     mask: np.ndarray,
     crop_size: int,
     rng: np.random.Generator,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     scale_range: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random ``crop_size`` square of the pair, after an optional rescale by a factor in ``scale_range``.
@@ -76,7 +77,7 @@ class BatchAugment(torch.nn.Module):
     and restore its state for exact resumption. With nothing enabled, the batch passes through unchanged.
     """
 
-    def __init__(self, cfg: AugmentConfig | None = None, ignore_index: int = 255) -> None:
+    def __init__(self, cfg: AugmentConfig | None = None, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         import kornia.augmentation as K
 

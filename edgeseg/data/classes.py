@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.image import voc_palette
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 CLASSES_FILE = "classes.txt"
 
@@ -39,7 +41,7 @@ _CITYSCAPES_TRAIN_IDS = {
 CITYSCAPES_NUM_LABEL_IDS = 34
 
 
-def cityscapes_id_to_train_id(ignore_index: int = 255) -> np.ndarray:
+def cityscapes_id_to_train_id(ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Lookup table of 256 entries: label id -> train id; untrained ids 0..33 map to ``ignore_index``.
 
     Entries 34..255 are -1: such values are not Cityscapes label ids, and the dataset reports them.
@@ -49,21 +51,6 @@ def cityscapes_id_to_train_id(ignore_index: int = 255) -> np.ndarray:
     for label_id, train_id in _CITYSCAPES_TRAIN_IDS.items():
         lut[label_id] = train_id
     return lut
-
-
-def voc_palette(num_classes: int) -> list[list[int]]:
-    """The Pascal-VOC colour map (bit-interleaved class index) for ``num_classes`` classes."""
-    palette = []
-    for index in range(num_classes):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette.append([r, g, b])
-    return palette
 
 
 def read_classes_file(path: str | Path) -> tuple[list[str], list[list[int]]]:

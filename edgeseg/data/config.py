@@ -9,9 +9,10 @@ they are stored as tuples.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.metadata import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 SYNTHETIC = "synthetic"
 
@@ -42,6 +43,18 @@ def _check_int(name: str, value: object, low: int, optional: bool = False) -> No
         raise InputError(f"data.{name}: expected an integer >= {low}{allowed}, got {value!r}")
 
 
+def _channels(name: str, value: object, positive: bool) -> list[float]:
+    """``value`` as three floats (R, G, B), all > 0 when ``positive``, else raise InputError."""
+    try:
+        numbers = [float(v) for v in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != 3 or (positive and min(numbers) <= 0):
+        kind = "three positive numbers" if positive else "three numbers"
+        raise InputError(f"data.{name}: expected {kind} [r, g, b] for RGB in [0, 1], got {value!r}")
+    return numbers
+
+
 @dataclass
 class DataConfig:
     """Where the data comes from and how it is batched.
@@ -49,7 +62,9 @@ class DataConfig:
     ``root`` is ``"synthetic"`` (the built-in generator) or a folder whose layout (Pascal-VOC, Cityscapes,
     or generic ``images/`` + ``masks/``) is detected. ``crop_size`` is the side of the square training crops:
     training images are (optionally resized, then) randomly cropped, and padded where smaller, to it.
-    Validation uses whole images; ``resize`` (shorter side, in pixels) applies to both.
+    Validation uses whole images; ``resize`` (shorter side, in pixels) applies to both. ``mean`` and ``std``
+    normalize RGB scaled to [0, 1] before it reaches the network; the model keeps them (checkpoint, ONNX
+    metadata), so every later step normalizes as training did.
     """
 
     root: str = SYNTHETIC
@@ -66,7 +81,9 @@ class DataConfig:
     split_seed: int = 0
     num_classes: int | None = None
     """None: taken from the dataset (``classes.txt`` or the layout's defaults); else must agree with it."""
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     synthetic_train: int = 2000
     """Number of samples in the synthetic ``train`` split (other splits use ``synthetic_val``)."""
     synthetic_val: int = 200
@@ -93,6 +110,8 @@ class DataConfig:
         _check_int("ignore_index", self.ignore_index, 0)
         if self.ignore_index > 255:
             raise InputError(f"data.ignore_index: expected a value in [0, 255], got {self.ignore_index!r}")
+        self.mean = _channels("mean", self.mean, positive=False)
+        self.std = _channels("std", self.std, positive=True)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -43,6 +44,9 @@ class SegDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def check_labels(self) -> None:
+        """Check every mask's values before training reads them; a no-op where labels cannot be wrong."""
 
     def describe(self) -> str:
         """One line for logs: layout, root, split, size and classes."""
@@ -115,7 +119,7 @@ class FileSegDataset(SegDataset):
     ``label_map`` (256 entries) translates raw mask values first (Cityscapes label ids -> train ids; -1 marks
     values that are not valid ids). ``file_ignore`` is the value the files use for unlabelled pixels; it is
     returned as ``ignore_index``. Construction checks only headers (every image readable, each mask the size
-    of its image); pixel values are checked as each sample is read.
+    of its image); pixel values are checked by ``check_labels`` and as each sample is read.
     """
 
     def __init__(
@@ -127,7 +131,7 @@ class FileSegDataset(SegDataset):
         pairs: list[tuple[Path, Path]],
         classes: list[str],
         palette: list[list[int]],
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         file_ignore: int | None = None,
         label_map: np.ndarray | None = None,
     ) -> None:
@@ -162,6 +166,12 @@ class FileSegDataset(SegDataset):
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         return image, self._labels(mask, mask_path)
+
+    def check_labels(self) -> None:
+        """Read every mask and check its values, as ``__getitem__`` does; the first bad file is an InputError
+        naming it and the value (otherwise found only when the loader reaches it, mid-epoch)."""
+        for path in self.mask_files:
+            self._labels(read_mask(path, self.palette), path)
 
     def _labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """Translate raw mask values to class indices and ``ignore_index``, checking every value."""

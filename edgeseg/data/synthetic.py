@@ -34,6 +34,7 @@ import numpy as np
 
 from edgeseg.data.datasets import SegDataset
 from edgeseg.errors import InputError
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 SYNTHETIC_CLASSES = [
     "background", "disc_stripes", "square_stripes", "disc_checks", "triangle_checks", "triangle_dots", "ring",
@@ -246,7 +247,7 @@ class SyntheticSegDataset(SegDataset):
         num_samples: int = 2000,
         size: int | tuple[int, int] = 128,
         seed: int = 0,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         num_classes: int | None = None,
     ) -> None:
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))

@@ -12,9 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from edgeseg.runtime.metadata import IGNORE_INDEX
+
 
 def valid_pixels(
-    target_a: Tensor, target_b: Tensor | None = None, lam: Tensor | float = 1.0, ignore_index: int = 255
+    target_a: Tensor,
+    target_b: Tensor | None = None,
+    lam: Tensor | float = 1.0,
+    ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
     """Boolean N×H×W mask of the pixels a distillation loss may use.
 

@@ -5,8 +5,7 @@ Names are imported on first use, so that torch-free pieces (``edgeseg.export.inf
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeseg.lazy import lazy_getattr
 
 _LAZY = {
     "to_onnx": "edgeseg.export.api",
@@ -15,7 +14,7 @@ _LAZY = {
     "load_samples": "edgeseg.export.from_checkpoint",
     "validate_onnx": "edgeseg.export.validate",
     "ValidationResult": "edgeseg.export.validate",
-    "Tolerances": "edgeseg.export.validate",
+    "Tolerances": "edgeseg.export.tolerances",
     "ParityFailed": "edgeseg.export.validate",
     "onnx_info": "edgeseg.export.info",
     "load_onnx": "edgeseg.export.info",
@@ -26,8 +25,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgeseg.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr("edgeseg.export", _LAZY)

@@ -137,8 +137,6 @@ def to_onnx(
     output: str = "logits",
     preprocess: bool = False,
     coarse: bool = False,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
     metadata: ModelMetadata | Mapping[str, Any] | None = None,
     simplify: bool = True,
     validate: bool = True,
@@ -153,11 +151,11 @@ def to_onnx(
     ``output_key`` picks them). Batch, height and width are dynamic unless ``static_size=(H, W)`` fixes
     height and width (and ``dynamic=False`` also the batch, to 1). ``output`` is ``logits``, ``softmax``
     or ``argmax`` (uint8 labels when classes ≤ 255); ``preprocess`` makes the input uint8 N×H×W×3 RGB,
-    normalized in the graph with ``mean``/``std``. ``coarse`` (logits only) ends the graph before the final
-    bilinear upsampling: the file returns logits at the model's output stride and records the factor
-    (``upsample`` in the metadata); ``edgeseg.runtime.Segmenter`` takes the argmax at full resolution
-    without building full-resolution logits, which saves most of the cost of the graph's tail (validation
-    compares the upsampled logits with PyTorch's). ``metadata`` overrides fields of the stored
+    normalized in the graph with the metadata's ``mean``/``std``. ``coarse`` (logits only) ends the graph
+    before the final bilinear upsampling: the file returns logits at the model's output stride and records
+    the factor (``upsample`` in the metadata); ``edgeseg.runtime.Segmenter`` takes the argmax at full
+    resolution without building full-resolution logits, which saves most of the cost of the graph's tail
+    (validation compares the upsampled logits with PyTorch's). ``metadata`` overrides fields of the stored
     :class:`ModelMetadata` (classes, palette, stride, ...). ``samples`` — (image, mask) pairs — add the
     real-image and mIoU checks to validation.
 
@@ -182,8 +180,6 @@ def to_onnx(
         float_example = torch.randn(batch, 3, height, width, device=device)
         num_classes = _probe(module, float_example, output_key)
         meta = build_metadata(module, num_classes=num_classes, overrides=metadata)
-        meta.mean = list(mean) if mean is not None else list(meta.mean)
-        meta.std = list(std) if std is not None else list(meta.std)
         wrapper = ExportWrapper(
             module,
             output=output,

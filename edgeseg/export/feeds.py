@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeseg.errors import InputError
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.ops import normalized_batch
 
 # One odd and non-square size, one even non-square, one batch of 2; each ≥ 10,000 pixels so that a single
 # near-tie pixel cannot pull argmax agreement under 99.99 %.
@@ -72,13 +73,6 @@ def random_feeds(
     return feeds
 
 
-def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 H×W×3 RGB → float32 1×3×H×W as ``(x / 255 - mean) / std`` (training's normalization)."""
-    x = image.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-
-
 def _resize_pair(
     image: np.ndarray, mask: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +102,7 @@ def image_feed(
     if dims[h_axis] is not None and dims[w_axis] is not None:
         image, mask = _resize_pair(image, mask, dims[h_axis], dims[w_axis])
     height, width = image.shape[:2]
-    array = image[None] if meta.input_layout == "NHWC" else normalize(image, meta.mean, meta.std)
+    array = image[None] if meta.input_layout == "NHWC" else normalized_batch(image, meta.mean, meta.std)
     if not meta.pads_internally and dims[h_axis] is None:
         pad = [(0, 0)] * 4
         pad[h_axis] = (0, _round_up(height, meta.stride) - height)

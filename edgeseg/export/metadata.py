@@ -7,19 +7,17 @@ import difflib
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
-from torch import nn
 
 from edgeseg import __version__
-from edgeseg.data.classes import voc_palette
 from edgeseg.errors import InputError
+from edgeseg.runtime.image import voc_palette
 from edgeseg.runtime.metadata import ModelMetadata
 
-# Fields that describe the export itself; the export sets them and ignores overrides.
-EXPORT_FIELDS = ("input_layout", "input_dtype", "preprocess", "output", "opset", "static_size", "exported_at")
-
+if TYPE_CHECKING:
+    from torch import nn
 
 def _field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(ModelMetadata)]

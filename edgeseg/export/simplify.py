@@ -6,7 +6,6 @@ batch/height/width. The caller checks and validates the simplified graph again.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import onnx
@@ -29,11 +28,6 @@ class SimplifyResult:
 def count_nodes(model: onnx.ModelProto) -> int:
     """Nodes of the main graph."""
     return len(model.graph.node)
-
-
-def ops_histogram(model: onnx.ModelProto) -> dict[str, int]:
-    """Node count per op type in the main graph, most frequent first."""
-    return dict(Counter(n.op_type for n in model.graph.node).most_common())
 
 
 def _strip_tool_props(model: onnx.ModelProto) -> None:

@@ -26,7 +26,6 @@ DEFAULT_EXPORTER = "torchscript"
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners/half_pixel modes, the minimum for segmentation heads
 TORCHSCRIPT_MAX_OPSET = 20
-DYNAMO_MIN_NATIVE_OPSET = 18
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The parity gate: an ONNX file against its reference (the PyTorch model, or another ONNX file).
 
-Checks, in order: ``onnx.checker`` (full, with shape inference); ONNX Runtime (CPU) against the reference
+Checks, in order: ``onnx.checker`` (full, with shape inference); ONNX Runtime (CPU; or OpenCV DNN or onnx's
+reference evaluator, ``runtime``) against the reference
 on random inputs at several sizes (one odd, one non-square, one batch of 2); and, given samples, on real
 images: logit differences, argmax agreement, and the mIoU of both against the masks. The reference is
 wrapped from the file's own metadata (in-graph preprocessing, output kind), so like is compared with like; a
@@ -26,21 +27,15 @@ import onnx
 from edgeseg.errors import GateFailed, InputError
 from edgeseg.export.check import check_graph
 from edgeseg.export.feeds import RANDOM_SIZES, Feed, random_feeds, sample_feeds
+from edgeseg.export.runtimes import Runner, check_runtime, runtime_runner
+from edgeseg.export.tolerances import Tolerances
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
+from edgeseg.runtime.model_io import class_count
 from edgeseg.runtime.ops import resize_bilinear
 
-Runner = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass
-class Tolerances:
-    """Pass limits; ``None`` switches a check off. Defaults are for fp32 exports."""
-
-    max_abs: float | None = 1e-4
-    max_rel: float | None = None
-    min_agreement: float | None = 0.9999
-    max_miou_delta: float | None = 0.001
+LABEL_VALUES = 256
+"""Label values a model that does not say its class count may return (uint8 labels)."""
 
 
 @dataclass
@@ -69,6 +64,7 @@ class ValidationResult:
     rows: list[CheckRow]
     tolerances: Tolerances
     failures: list[str] = field(default_factory=list)
+    runtime: str = "onnxruntime"
 
     @property
     def miou_delta(self) -> float | None:
@@ -81,6 +77,7 @@ class ValidationResult:
         """JSON-able summary with every check row and the tolerances used."""
         return {
             "passed": self.passed,
+            "runtime": self.runtime,
             "max_abs_diff": self.max_abs_diff,
             "max_rel_diff": self.max_rel_diff,
             "agreement": self.agreement,
@@ -110,7 +107,8 @@ class ValidationResult:
         def fmt(value: float | None, spec: str) -> str:
             return "–" if value is None else format(value, spec)
 
-        table = Table(title="ONNX parity " + ("passed" if self.passed else "FAILED"))
+        verdict = "passed" if self.passed else "FAILED"
+        table = Table(title=f"ONNX parity in {self.runtime} {verdict}")
         for column in ("check", "max |Δ|", "agreement", "result"):
             table.add_column(column, no_wrap=True)
         table.add_column("note")
@@ -128,15 +126,6 @@ class ParityFailed(GateFailed):
     def __init__(self, message: str, result: ValidationResult) -> None:
         super().__init__(message)
         self.result = result
-
-
-def _ort_runner(model: onnx.ModelProto | str | os.PathLike) -> tuple[Runner, list[object]]:
-    import onnxruntime as ort
-
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return (lambda x: session.run(None, {name: x})[0]), list(session.get_inputs()[0].shape)
 
 
 def _upsampled(run: Runner, meta: ModelMetadata) -> Runner:
@@ -187,7 +176,7 @@ def _reference_runner(
     if isinstance(reference, (str, os.PathLike, onnx.ModelProto)):
         proto = reference if isinstance(reference, onnx.ModelProto) else _load(reference)
         ref_meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
-        run = _ort_runner(reference)[0]  # a path goes to ONNX Runtime as a path, not re-serialized
+        run = runtime_runner("onnxruntime", reference)[0]  # a path goes to ONNX Runtime as that path
         return _upsampled(run, ref_meta) if ref_meta.upsample > 1 else run
     if hasattr(reference, "parameters") and hasattr(reference, "eval"):
         return _torch_runner(reference, meta, output_key, num_classes)
@@ -258,14 +247,18 @@ def validate_onnx(
     tolerances: Tolerances | None = None,
     seed: int = 0,
     raise_on_failure: bool = False,
+    runtime: str = "onnxruntime",
 ) -> ValidationResult:
     """Compare an ONNX model with ``reference`` and return every check.
 
     ``reference`` is the bare PyTorch model (wrapped here from the file's metadata, or ``metadata``), an
     ONNX path/proto with the same inputs and outputs, or a callable taking and returning numpy arrays.
-    ``samples`` are (uint8 H×W×3 image, H×W mask) pairs for the real-image and mIoU checks. With
+    ``samples`` are (uint8 H×W×3 image, H×W mask) pairs for the real-image and mIoU checks. ``runtime``
+    runs the file under test (``edgeseg.export.runtimes.RUNTIMES``; a reference ONNX file always runs in ONNX
+    Runtime) and is recorded in the result; a runtime not installed raises :class:`RuntimeUnavailable`. With
     ``raise_on_failure`` a failure raises :class:`ParityFailed` (exit code 1) carrying the result.
     """
+    check_runtime(runtime)
     tol = tolerances or Tolerances()
     proto = onnx_model if isinstance(onnx_model, onnx.ModelProto) else _load(onnx_model)
     meta = metadata or ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
@@ -275,18 +268,19 @@ def validate_onnx(
     except GateFailed as err:
         rows[0].passed, rows[0].note = False, str(err)
     try:
-        run_onnx, input_shape = _ort_runner(proto)
-    except Exception as err:  # a graph ONNX Runtime cannot load fails the gate, it is not a crash
-        rows.append(CheckRow("onnxruntime session", passed=False, note=str(err).splitlines()[0][:300]))
-        return _finish(rows, tol, None, None, raise_on_failure)
+        run_onnx, input_shape, output_shape = runtime_runner(runtime, proto)
+    except Exception as err:  # a graph the runtime cannot load fails the gate, it is not a crash
+        note = (str(err).splitlines() or [type(err).__name__])[0][:300]
+        rows.append(CheckRow(f"{runtime} session", passed=False, note=note))
+        return _finish(rows, tol, None, None, raise_on_failure, runtime)
     if meta.upsample > 1:
         run_onnx = _upsampled(run_onnx, meta)
-    n_classes = num_classes or len(meta.classes) or 255
+    n_classes = num_classes or class_count(meta, output_shape) or LABEL_VALUES
     run_ref = _reference_runner(reference, meta, output_key, n_classes)
     for feed in random_feeds(meta, input_shape, sizes, seed):
         rows.append(_compare(feed, run_ref(feed.array), run_onnx(feed.array), meta.output, tol))
     if samples is None:
-        return _finish(rows, tol, None, None, raise_on_failure)
+        return _finish(rows, tol, None, None, raise_on_failure, runtime)
     image_rows, weights = [], []
     cms: dict[str, np.ndarray] = {}
     for feed in sample_feeds(samples, meta, input_shape):
@@ -299,8 +293,7 @@ def validate_onnx(
         h, w = feed.crop
         for key, out in (("torch", ref), ("onnx", got)):
             pred = _labels(out, meta.output)[..., :h, :w]
-            n = num_classes or len(meta.classes) or (out.shape[1] if meta.output != "argmax" else 256)
-            cm = confusion_matrix(pred, feed.masks, n, meta.ignore_index)
+            cm = confusion_matrix(pred, feed.masks, n_classes, meta.ignore_index)
             cms[key] = cm if key not in cms else cms[key] + cm
     if not image_rows:
         raise InputError("validation data gave no images")
@@ -308,7 +301,7 @@ def validate_onnx(
     miou_torch = metrics_from_confusion(cms["torch"]).miou if "torch" in cms else None
     miou_onnx = metrics_from_confusion(cms["onnx"]).miou if "onnx" in cms else None
     rows.append(_miou_row(miou_torch, miou_onnx, tol))
-    return _finish(rows, tol, miou_torch, miou_onnx, raise_on_failure)
+    return _finish(rows, tol, miou_torch, miou_onnx, raise_on_failure, runtime)
 
 
 def _miou_row(miou_torch: float | None, miou_onnx: float | None, tol: Tolerances) -> CheckRow:
@@ -330,6 +323,7 @@ def _finish(
     miou_torch: float | None,
     miou_onnx: float | None,
     raise_on_failure: bool,
+    runtime: str = "onnxruntime",
 ) -> ValidationResult:
     def worst(values: list[float | None], pick: Callable) -> float | None:
         present = [v for v in values if v is not None]
@@ -346,6 +340,7 @@ def _finish(
         rows=rows,
         tolerances=tol,
         failures=failures,
+        runtime=runtime,
     )
     if raise_on_failure and not result.passed:
         raise ParityFailed("ONNX parity check failed: " + "; ".join(failures)[:500], result)

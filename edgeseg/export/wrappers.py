@@ -75,10 +75,10 @@ class ExportWrapper(nn.Module):
         self,
         model: nn.Module,
         *,
+        mean: Sequence[float],
+        std: Sequence[float],
         output: str = "logits",
         preprocess: bool = False,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
         output_key: str | int | None = None,
         num_classes: int | None = None,
     ) -> None:

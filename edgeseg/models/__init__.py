@@ -7,7 +7,7 @@
 from edgeseg.models.backbones import LoadReport, create_backbone, load_pretrained_backbone
 from edgeseg.models.base import SegmentationModel
 from edgeseg.models.complexity import complexity
-from edgeseg.models.registry import create, list_models, register_model
+from edgeseg.models.registry import create, describe_model, list_models, register_model
 
 __all__ = [
     "LoadReport",
@@ -15,6 +15,7 @@ __all__ = [
     "complexity",
     "create",
     "create_backbone",
+    "describe_model",
     "list_models",
     "load_pretrained_backbone",
     "register_model",

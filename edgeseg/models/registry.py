@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -64,6 +64,26 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     model.model_name = name
     model.model_kwargs = full
     return model
+
+
+def describe_model(name: str, kwargs: Mapping[str, Any]) -> str:
+    """The model's name and the arguments that differ from its builder's defaults, for reports and tables:
+    ``lraspp_dsnet ×4 width``, ``unet_ds ×0.25 width (depth=3)``, ``unet (base_channels=8, depth=2)``.
+    ``num_classes`` is left out; an unknown name comes back as it is."""
+    _import_builders()
+    if name not in _MODELS:
+        return name
+    defaults = {k: p.default for k, p in inspect.signature(_MODELS[name]).parameters.items()}
+    changed = {
+        k: v for k, v in kwargs.items()
+        if k != "num_classes" and (k not in defaults or _jsonable(defaults[k]) != _jsonable(v))
+    }  # fmt: skip
+    text = name
+    if "width_mult" in changed:
+        text += f" ×{changed.pop('width_mult'):g} width"
+    if changed:
+        text += " (" + ", ".join(f"{k}={v}" for k, v in changed.items()) + ")"
+    return text
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """The model files of the pipeline: ONNX exports behind the parity gate, and INT8 behind the accuracy gate.
 
-Both steps are ``edgeseg.export``'s; the pipeline hands them its own validation images (the recipe's data
+Both steps are the library functions the CLI calls (``edgeseg.export.export_checkpoint``,
+``edgeseg.quantize.quantize_file``); the pipeline hands them its own validation images (the recipe's data
 settings, not the library defaults) and keeps the figures of their gates for the report.
 """
 
@@ -42,15 +43,12 @@ def export_model(
     """Export ``checkpoint`` to ``onnx_path`` (dynamic shapes, logits; ``settings`` may ask for in-graph
     preprocessing and coarse logits) and validate it on ``samples``.
 
-    The checkpoint's classes, palette, normalization and hash go into the file's metadata, as
-    ``edgeseg export`` writes them. A failed parity gate raises ``ParityFailed`` and writes nothing.
+    ``edgeseg export``'s own function (:func:`~edgeseg.export.export_checkpoint`): the checkpoint's classes,
+    palette, normalization, data settings and hash go into the file's metadata. A failed parity gate raises
+    ``ParityFailed`` and writes nothing.
     """
-    from edgeseg.export import Tolerances, to_onnx
-    from edgeseg.export.from_checkpoint import model_and_metadata
-    from edgeseg.fileio import check_writable
+    from edgeseg.export import Tolerances, export_checkpoint
 
-    check_writable(onnx_path, force)
-    model, meta = model_and_metadata(checkpoint)
     options: dict[str, Any] = {}
     if settings.opset is not None:
         options["opset"] = settings.opset
@@ -62,12 +60,9 @@ def export_model(
         min_agreement=settings.min_agreement,
         max_miou_delta=settings.max_miou_delta,
     )
-    report = to_onnx(
-        model,
+    report = export_checkpoint(
+        checkpoint,
         onnx_path,
-        metadata=meta,
-        mean=meta["mean"],
-        std=meta["std"],
         samples=samples,
         simplify=settings.simplify,
         preprocess=settings.preprocess,
@@ -110,12 +105,13 @@ def quantize_model(
     argmax agreement) for the report's parity columns.
     """
     from edgeseg.export import Tolerances, validate_onnx
-    from edgeseg.export.quantize import quantize_int8
+    from edgeseg.quantize.api import quantize_file
 
     try:
-        report = quantize_int8(
+        report = quantize_file(
             fp32_path,
             int8_path,
+            precision="int8",
             calib=calib_set,
             calib_size=settings.calib_size,
             val=val_set,

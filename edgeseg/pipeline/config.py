@@ -38,6 +38,8 @@ from edgeseg.config import ModelConfig, OptimConfig, Recipe, ScheduleConfig, Tra
 from edgeseg.data.config import AugmentConfig
 from edgeseg.distill.config import DistillConfig
 from edgeseg.errors import InputError
+from edgeseg.export.tolerances import DEFAULT_MAX_IMAGES, FP32_TOLERANCES
+from edgeseg.quantize import defaults as quantize_defaults
 
 STAGE_SECTIONS = ("model", "optim", "schedule", "train")
 """Training sections that belong to one model (under ``teacher:``/``student:``), never at the top level."""
@@ -92,10 +94,10 @@ class ExportSettings:
     simplify: bool = True
     preprocess: bool = False
     coarse: bool = False
-    val_images: int = 8
-    max_abs_diff: float | None = 1e-4
-    min_agreement: float | None = 0.9999
-    max_miou_delta: float | None = 0.001
+    val_images: int = DEFAULT_MAX_IMAGES
+    max_abs_diff: float | None = FP32_TOLERANCES.max_abs
+    min_agreement: float | None = FP32_TOLERANCES.min_agreement
+    max_miou_delta: float | None = FP32_TOLERANCES.max_miou_delta
 
     def __post_init__(self) -> None:
         if self.val_images < 1:
@@ -104,7 +106,7 @@ class ExportSettings:
 
 @dataclass
 class QuantizeSettings:
-    """INT8 of the distilled student through the accuracy gate (``edgeseg.export.quantize.quantize_int8``).
+    """INT8 of the distilled student through the accuracy gate (``edgeseg.quantize.quantize_file``).
 
     ``max_drop`` is in mIoU points (0-100 scale). When the gate fails the pipeline goes on without the INT8
     model and the report says why; ``required: true`` makes that failure the pipeline's exit code (1), after
@@ -113,12 +115,12 @@ class QuantizeSettings:
 
     enabled: bool = True
     required: bool = False
-    calib_size: int = 64
-    val_size: int = 200
-    max_drop: float = 1.0
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calib_size: int = quantize_defaults.CALIB_SIZE
+    val_size: int = quantize_defaults.VAL_SIZE
+    max_drop: float = quantize_defaults.MAX_DROP
+    method: Literal["minmax", "entropy", "percentile"] = quantize_defaults.METHOD
     per_channel: bool = True
-    max_float_nodes: int = 12
+    max_float_nodes: int = quantize_defaults.MAX_FLOAT_NODES
 
 
 @dataclass

@@ -53,8 +53,8 @@ def evaluate_model(
     """
     import torch
 
-    from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_checkpoint, model_from_checkpoint
-    from edgeseg.models import complexity
+    from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from edgeseg.models import complexity, describe_model
     from edgeseg.train.evaluate import evaluate, evaluate_onnx
 
     classes = list(val_set.classes)
@@ -67,6 +67,7 @@ def evaluate_model(
         "onnx": str(entry.onnx),
         "checkpoint": str(entry.checkpoint) if entry.checkpoint else None,
         "model_name": ckpt["model"]["name"],
+        "network": describe_model(ckpt["model"]["name"], ckpt["model"]["kwargs"]),
         "params": int(params),
         "gflops": float(gflops),
         "gflops_size": list(size),
@@ -83,8 +84,8 @@ def evaluate_model(
                 model,
                 val_set,
                 data_cfg=data_cfg,
-                mean=ckpt.get("mean", IMAGENET_MEAN),
-                std=ckpt.get("std", IMAGENET_STD),
+                mean=ckpt["mean"],
+                std=ckpt["std"],
                 device=torch.device("cpu"),
             )
         out["torch_metrics"] = _clean(m, classes)
@@ -131,7 +132,7 @@ def bench_files(
     return {
         "rows": rows,
         "notes": list(notes),
-        "environment": environment(),
+        "environment": environment(settings.threads),
         "settings": {
             "size": list(size),
             "provider": settings.provider,

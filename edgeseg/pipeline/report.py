@@ -26,7 +26,8 @@ LABELS = {
 
 
 TRAINING_ONLY = (
-    "root", "train_split", "crop_size", "batch_size", "val_batch_size", "workers", "synthetic_train"
+    "root", "train_split", "crop_size", "batch_size", "val_batch_size", "workers", "synthetic_train", "mean",
+    "std",
 )  # fmt: skip
 """Data settings that do not change which validation images are read, nor their metrics."""
 
@@ -241,7 +242,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for m in models.values():
         lat = m["latency"]
         lines.append(
-            f"| {m['label']} | {m['model_name']} | {_num(m['miou'], '.2f', 100)} | "
+            f"| {m['label']} | {m.get('network', m['model_name'])} | {_num(m['miou'], '.2f', 100)} | "
             f"{_num(m['pixel_acc'], '.2f', 100)} | {m['params'] / 1e6:.3f} M | {m['gflops']:.3f} | "
             f"{_size(m['file_size'])} | {_num(lat['p50_ms'], '.2f')} | {_num(lat['p90_ms'], '.2f')} | "
             f"{_num(lat['throughput_ips'], '.1f')} |"
@@ -317,7 +318,9 @@ def _environment_section(report: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Environment and stages",
         "",
-        f"CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} logical cores); ONNX Runtime "
+        f"Measured on: {env['description']}; Python {env.get('python', '?')}."
+        if "description" in env
+        else f"CPU: {env.get('cpu', '?')} ({env.get('cpu_count', '?')} logical cores); ONNX Runtime "
         f"{ort.get('version', '?')}; Python {env.get('python', '?')}.",
         "",
         "| stage | time (s) | |",

@@ -11,10 +11,10 @@ from edgeseg.runtime.image import (
     ImageTooLarge,
     colorize,
     decode_rgb,
-    default_palette,
     load_rgb,
     mask_image,
     overlay,
+    voc_palette,
 )
 from edgeseg.runtime.metadata import ModelMetadata
 from edgeseg.runtime.providers import OrtBuild, ProviderUnavailable, ort_build_info
@@ -28,9 +28,9 @@ __all__ = [
     "Segmenter",
     "colorize",
     "decode_rgb",
-    "default_palette",
     "load_rgb",
     "mask_image",
     "ort_build_info",
     "overlay",
+    "voc_palette",
 ]

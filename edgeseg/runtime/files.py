@@ -16,6 +16,7 @@ from PIL import Image
 
 from edgeseg.errors import EdgesegError, InputError
 from edgeseg.runtime.image import IMAGE_SUFFIXES, load_rgb, mask_image, overlay, save_png
+from edgeseg.runtime.legend import with_legend
 from edgeseg.runtime.segmenter import Segmenter
 
 OVERLAY_SUFFIX = "_overlay"
@@ -103,6 +104,8 @@ def segment_files(
 ) -> FilesReport:
     """Segment every job's image and write its palette PNG mask (and overlay); continue past failures.
 
+    An overlay is the image with the coloured mask blended over it and a legend of the classes present below.
+
     ``on_done(job, error)`` is called after each image, ``error`` None on success. Images that cannot be read
     or segmented are listed in the report's ``failed``; nothing is written for them.
     """
@@ -117,7 +120,9 @@ def segment_files(
             save_png(mask_image(labels, segmenter.palette), job.mask)
             report.written.append(job.mask)
             if job.overlay is not None:
-                save_png(Image.fromarray(overlay(image, labels, segmenter.palette, alpha)), job.overlay)
+                blended = overlay(image, labels, segmenter.palette, alpha)
+                picture = with_legend(blended, labels, segmenter.classes, segmenter.palette)
+                save_png(Image.fromarray(picture), job.overlay)
                 report.written.append(job.overlay)
         except EdgesegError as err:
             error = str(err)

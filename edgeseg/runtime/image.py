@@ -27,9 +27,9 @@ class ImageTooLarge(InputError):
 def load_rgb(image: ImageInput) -> np.ndarray:
     """Return ``image`` as an H×W×3 uint8 RGB array.
 
-    Accepts a path (read with Pillow, converted to RGB), a PIL image (converted to RGB) or an H×W×3 uint8
-    numpy array (returned as is, not copied). Anything else raises :class:`InputError` naming the file or
-    the shape.
+    Accepts a path (read with Pillow, EXIF orientation applied, converted by :func:`pil_to_rgb`), a PIL image
+    (converted by :func:`pil_to_rgb`) or an H×W×3 uint8 numpy array (returned as is, not copied). Anything
+    else raises :class:`InputError` naming the file or the shape.
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -93,8 +93,9 @@ def decode_rgb(data: bytes, max_pixels: int | None = None, name: str = "upload")
         raise InputError(f"{name}: not a readable image ({err})") from err
 
 
-def default_palette(num_colors: int) -> list[list[int]]:
-    """The Pascal VOC colour map (class index bits spread over R, G, B), for models without a palette."""
+def voc_palette(num_colors: int) -> list[list[int]]:
+    """The Pascal VOC colour map (class index bits spread over R, G, B): the palette of VOC's classes, and
+    the default colours of classes (and models) that do not name their own."""
     palette = []
     for index in range(num_colors):
         r = g = b = 0

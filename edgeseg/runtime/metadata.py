@@ -19,7 +19,9 @@ structured ones are JSON. Keys:
 ``output``              "logits", "softmax" or "argmax"
 ``upsample``            int: 1, or the factor of the final bilinear upsampling that a "coarse" export leaves
                         to the runtime (its logits are at 1/factor of the padded input's size)
-``ignore_index``        int
+``ignore_index``        int: the label value that marks unlabelled pixels in masks
+``data``                JSON dict: the data settings (the recipe's ``data`` section) the model was trained and
+                        evaluated with; ``edgeseg eval`` reads them ({} for files from other tools)
 ``opset``               int
 ``precision``           "fp32", "fp16" or "int8"
 ``exported_at``         ISO-8601 UTC time
@@ -32,8 +34,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-JSON_KEYS = ("model_args", "classes", "palette", "mean", "std")
+from edgeseg.sizes import parse_hw
+
+JSON_KEYS = ("model_args", "classes", "palette", "mean", "std", "data")
 INT_KEYS = ("stride", "ignore_index", "opset", "upsample")
+
+# The library's defaults for what a model expects: ImageNet's normalization of RGB in [0, 1], and the label
+# value of unlabelled pixels. Recipes, checkpoints, exports and the runtime all refer to these.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IGNORE_INDEX = 255
 
 
 @dataclass
@@ -45,8 +55,8 @@ class ModelMetadata:
     model_args: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
     palette: list[list[int]] = field(default_factory=list)
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     input_layout: str = "NCHW"
     color_order: str = "RGB"
     input_dtype: str = "float32"
@@ -56,7 +66,8 @@ class ModelMetadata:
     static_size: tuple[int, int] | None = None
     output: str = "logits"
     upsample: int = 1
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
+    data: dict[str, Any] = field(default_factory=dict)
     opset: int = 0
     precision: str = "fp32"
     exported_at: str = ""
@@ -88,7 +99,7 @@ class ModelMetadata:
             elif key in INT_KEYS:
                 value = int(raw)
             elif key == "static_size":
-                value = tuple(int(v) for v in raw.lower().split("x")) if raw else None
+                value = parse_hw(raw, "static_size") if raw else None
             elif key == "pads_internally":
                 value = raw.lower() == "true"
             else:

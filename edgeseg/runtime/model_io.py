@@ -65,12 +65,28 @@ def _fixed(dim: Any) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def class_count(meta: ModelMetadata, output_shape: Sequence[Any] | None = None) -> int | None:
+    """How many classes a model predicts: its metadata's class names, else the channel dimension of a
+    scores output (N×C×H×W), else the ``num_classes`` of its constructor arguments; None if nothing says.
+
+    The one answer to this question for an ONNX file; everything else asks :class:`ModelIO` or this.
+    """
+    if meta.classes:
+        return len(meta.classes)
+    if meta.output != "argmax" and output_shape is not None and len(output_shape) == 4:
+        channels = _fixed(output_shape[1])
+        if channels is not None:
+            return channels
+    declared = meta.model_args.get("num_classes")
+    return declared if isinstance(declared, int) and not isinstance(declared, bool) else None
+
+
 def read_model_io(session: Any, source: str) -> ModelIO:
     """Resolve a session's metadata and signature; ``source`` names the file in error messages."""
     props = dict(session.get_modelmeta().custom_metadata_map)
     try:
         meta = ModelMetadata.from_props(props)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, InputError) as err:
         raise InputError(f"{source}: unreadable edgeseg metadata: {err}") from err
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
@@ -106,18 +122,13 @@ def read_model_io(session: Any, source: str) -> ModelIO:
         )
     if meta.preprocess == "graph" and input_dtype != np.uint8:
         raise InputError(f"{source}: metadata says in-graph preprocessing but the input is {inp.type}")
-    num_classes: int | None = len(meta.classes) or None
-    if num_classes is None and meta.output != "argmax" and len(out.shape) == 4:
-        num_classes = _fixed(out.shape[1])
-    if num_classes is None and isinstance(meta.model_args.get("num_classes"), int):
-        num_classes = meta.model_args["num_classes"]
     return ModelIO(
         metadata=meta,
         input_name=inp.name,
         output_name=out.name,
         input_dtype=input_dtype,
         fixed_batch=_fixed(shape[0]),
-        num_classes=num_classes,
+        num_classes=class_count(meta, out.shape),
     )
 
 

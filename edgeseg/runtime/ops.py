@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import math
 import operator
+from collections.abc import Sequence
 
 import numpy as np
 
 _255 = np.float32(255)
 
 
-def channel_vector(values: list[float] | tuple[float, ...], name: str) -> np.ndarray:
+def channel_vector(values: Sequence[float], name: str) -> np.ndarray:
     """Per-channel constants (mean or std) as a float32 (3, 1, 1) array ready to broadcast over C×H×W."""
     arr = np.asarray(values, dtype=np.float32)
     if arr.shape != (3,):
@@ -35,6 +36,13 @@ def normalize_into(image: np.ndarray, out: np.ndarray, mean: np.ndarray, std: np
     np.divide(chw, _255, out=out)
     np.subtract(out, mean, out=out)
     np.divide(out, std, out=out)
+
+
+def normalized_batch(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """An H×W×3 uint8 image as a new normalized float32 1×3×H×W batch (:func:`normalize_into`)."""
+    out = np.empty((1, 3, *image.shape[:2]), dtype=np.float32)
+    normalize_into(image, out[0], channel_vector(mean, "mean"), channel_vector(std, "std"))
+    return out
 
 
 def argmax_labels(scores: np.ndarray) -> np.ndarray:

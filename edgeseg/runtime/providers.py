@@ -5,7 +5,8 @@ library only prints a warning). A model that silently runs ten times slower than
 error, so :func:`create_session` compares the providers the session really uses with the ones asked for.
 
 Package scheme: ``pip install edgeseg[cpu]`` installs ``onnxruntime``, ``edgeseg[gpu]`` installs
-``onnxruntime-gpu``. The two builds ship the same ``onnxruntime`` module and must never be installed together.
+``onnxruntime-gpu``. The two builds ship the same ``onnxruntime`` module and must never be installed together:
+switching to the GPU build means uninstalling ``onnxruntime`` first (``GPU_SWITCH`` says how).
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ PROVIDER_NAMES = {
 PROVIDER_CHOICES = ("auto", *PROVIDER_NAMES)
 ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
 INSTALL_HINT = (
-    "install exactly one ONNX Runtime build: `pip install edgeseg[cpu]` (onnxruntime) or "
-    "`pip install edgeseg[gpu]` (onnxruntime-gpu), never both"
+    'install exactly one ONNX Runtime build, never both: onnxruntime (`pip install -e ".[cpu]"` in a clone, '
+    '`pip install "edgeseg[cpu]"` from an index) or onnxruntime-gpu (`.[gpu]`, `edgeseg[gpu]`)'
+)
+# Both builds install the same `onnxruntime` module: the GPU build must replace the CPU one, not join it.
+GPU_SWITCH = (
+    "CUDA and TensorRT need the onnxruntime-gpu build instead of onnxruntime (uninstall that first, as both "
+    'ship the same module): `pip uninstall -y onnxruntime && pip install -e ".[gpu]"` in a clone of edgeseg '
+    '(`pip install "edgeseg[gpu]"` after the uninstall when installed from an index), with CUDA and cuDNN '
+    "libraries that match that build"
 )
 
 
@@ -102,8 +110,7 @@ def resolve_provider(provider: str, available: list[str] | tuple[str, ...]) -> s
     if PROVIDER_NAMES[key] not in available:
         raise ProviderUnavailable(
             f"provider {key!r} was requested but the installed ONNX Runtime offers only "
-            f"{', '.join(available)}; for CUDA/TensorRT install onnxruntime-gpu (`pip install edgeseg[gpu]`) "
-            "with matching CUDA and cuDNN libraries"
+            f"{', '.join(available)}; {GPU_SWITCH}"
         )
     return key
 

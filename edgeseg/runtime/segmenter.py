@@ -18,7 +18,7 @@ from PIL import Image
 
 from edgeseg.errors import EdgesegError, InputError
 from edgeseg.runtime.binding import BoundRunner, SessionRunner
-from edgeseg.runtime.image import ImageInput, default_palette, load_rgb
+from edgeseg.runtime.image import ImageInput, load_rgb, voc_palette
 from edgeseg.runtime.model_io import output_fits, read_model_io
 from edgeseg.runtime.ops import (
     Scratch,
@@ -86,7 +86,7 @@ class Segmenter:
         wanted = self.num_classes or 256
         palette = [list(c) for c in self.metadata.palette]
         self.palette = (
-            palette if len(palette) >= wanted else palette + default_palette(wanted)[len(palette) :]
+            palette if len(palette) >= wanted else palette + voc_palette(wanted)[len(palette) :]
         )
         self.label_dtype = np.uint16 if (self.num_classes or 0) > 256 else np.uint8
         try:

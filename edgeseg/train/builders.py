@@ -12,7 +12,8 @@ from edgeseg.train.transfer import freeze, load_pretrained
 
 
 def build_datasets(recipe: Recipe) -> tuple:
-    """(train, val) datasets of ``recipe.data``; they must agree on classes."""
+    """(train, val) datasets of ``recipe.data``; they must agree on classes and every mask's labels must be
+    valid (a scan of the masks, before training starts)."""
     from edgeseg.data import build_dataset
 
     cfg = recipe.data
@@ -22,6 +23,8 @@ def build_datasets(recipe: Recipe) -> tuple:
         raise InputError(
             f"{cfg.root}: splits {cfg.train_split!r} and {cfg.val_split!r} have different classes"
         )
+    train.check_labels()
+    val.check_labels()
     return train, val
 
 

@@ -50,10 +50,20 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise InputError(f"train.device: '{name}' is not a device ({err})") from err
 
 
+def env_rank() -> int:
+    """This process's rank under torchrun (``RANK``), 0 outside it; the one place that reads it."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (always, outside torchrun): the one that prints and writes."""
+    return env_rank() == 0
+
+
 def setup(device_name: str) -> DistContext:
     """Join the process group when launched by torchrun, and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
     if world > 1 and not dist.is_initialized():
@@ -83,15 +93,6 @@ def all_gather_objects(obj: object, ctx: DistContext) -> list:
     out: list = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: object, ctx: DistContext) -> object:
-    """Rank 0's ``obj`` on every rank."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def barrier(ctx: DistContext) -> None:

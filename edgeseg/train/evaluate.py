@@ -7,7 +7,7 @@ matrices are summed across ranks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeseg.checkpoint import IMAGENET_MEAN, IMAGENET_STD
-from edgeseg.data.config import DataConfig
+from edgeseg.data.config import SYNTHETIC, DataConfig
 from edgeseg.errors import InputError
 from edgeseg.metrics import SegMetrics, confusion_matrix, metrics_from_confusion
+from edgeseg.runtime.metadata import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from edgeseg.train.distributed import DistContext, all_reduce_sum
 
 
@@ -59,7 +59,7 @@ def confusion(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     num_classes: int,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: torch.device | None = None,
@@ -120,8 +120,9 @@ def evaluate(
         data = val_loader(data, data_cfg, ctx)
     if num_classes is None:
         raise ValueError("evaluate() needs num_classes when given batches rather than a dataset")
+    ignore = IGNORE_INDEX if ignore_index is None else ignore_index
     cm = confusion(
-        model, data, num_classes=num_classes, ignore_index=255 if ignore_index is None else ignore_index,
+        model, data, num_classes=num_classes, ignore_index=ignore,
         mean=mean, std=std, device=device, amp=amp, channels_last=channels_last,
     )
     if ctx.distributed:
@@ -157,6 +158,16 @@ def evaluate_onnx(
     return metrics_from_confusion(cm)
 
 
+def data_summary(cfg: DataConfig) -> str:
+    """The data settings that decide which validation images are read, as ``key=value`` pairs."""
+    keys = ["val_split", "resize"]
+    if cfg.root == SYNTHETIC:
+        keys += ["synthetic_size", "synthetic_val", "synthetic_seed"]
+    else:
+        keys += ["split_ratio", "split_seed"]
+    return ", ".join(f"{key}={getattr(cfg, key)}" for key in keys)
+
+
 def evaluate_file(
     path: str | Path,
     data: str | None = None,
@@ -165,12 +176,15 @@ def evaluate_file(
     overrides: Sequence[str] = (),
     device: str = "auto",
     provider: str = "auto",
+    log: Callable[[str], None] | None = None,
 ) -> tuple[SegMetrics, list[str]]:
     """Evaluate a checkpoint (``.pt``) or an exported model (``.onnx``); return (metrics, class names).
 
-    A checkpoint brings its own data settings (its recipe's ``data`` section); ``data`` replaces the root
-    (a folder or ``synthetic``) and ``overrides`` (``data.key=value``) adjust the rest. An ONNX file carries
-    no data settings, so ``data`` is required and the defaults apply apart from ``overrides``.
+    A model brings the data settings it was trained and evaluated with (a checkpoint's recipe ``data``
+    section, an ONNX file's ``data`` metadata), so the same split is read as in training and in the
+    pipeline's report; ``data`` replaces the root (a folder or ``synthetic``) and ``overrides``
+    (``data.key=value``) adjust the rest. A file without data settings (from another tool) needs ``data``
+    and gets the defaults apart from ``overrides``. ``log`` hears one line saying what was evaluated on.
     """
     from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
     from edgeseg.config import data_settings
@@ -180,25 +194,30 @@ def evaluate_file(
     p = Path(path)
     is_onnx = p.suffix.lower() == ".onnx"
     if is_onnx:
+        from edgeseg.runtime.model_io import inspect_model
+
         if not p.is_file():
             raise InputError(f"model not found: {p}")
-        if data is None:
-            raise InputError(f"{p} is an ONNX model: pass --data PATH|synthetic to say what to evaluate on")
+        base = inspect_model(str(p)).metadata.data or None
+        if data is None and base is None:
+            raise InputError(f"{p} carries no data settings: pass --data PATH|synthetic to say what to use")
         ckpt: dict = {}
     else:
         ckpt = load_checkpoint(p)
-    base = (ckpt.get("recipe") or {}).get("data")
+        base = (ckpt.get("recipe") or {}).get("data") or None
     cfg = data_settings(overrides, base, root=data, source=f"{p} data settings")
     dataset = build_dataset(cfg.root, split, cfg)
+    if log is not None:
+        origin = "the model's own" if base is not None else "the defaults"
+        changed = " with --set " + " ".join(overrides) if overrides else ""
+        log(f"evaluated on {dataset.describe()}; data settings: {origin}{changed} ({data_summary(cfg)})")
     if is_onnx:
         return evaluate_onnx(p, dataset, cfg, provider), list(dataset.classes)
-    classes = list(ckpt.get("classes") or [])
+    classes = list(ckpt["classes"])
     if len(classes) != dataset.num_classes:
         raise InputError(
             f"{p} was trained on {len(classes)} classes but the data at {cfg.root} has {dataset.num_classes}"
         )
     model = model_from_checkpoint(ckpt).to(resolve_device(device))
-    metrics = evaluate(
-        model, dataset, data_cfg=cfg, mean=ckpt.get("mean", IMAGENET_MEAN), std=ckpt.get("std", IMAGENET_STD)
-    )
+    metrics = evaluate(model, dataset, data_cfg=cfg, mean=ckpt["mean"], std=ckpt["std"])
     return metrics, classes

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from edgeseg.data.mix import MixedBatch, mixed_loss
+from edgeseg.runtime.metadata import IGNORE_INDEX
 
 
 def cross_entropy(
-    logits: Tensor, target: Tensor, *, ignore_index: int = 255, weight: Tensor | None = None
+    logits: Tensor, target: Tensor, *, ignore_index: int = IGNORE_INDEX, weight: Tensor | None = None
 ) -> Tensor:
     """Pixel-wise cross-entropy averaged over valid pixels (weighted by ``weight[class]`` when given)."""
     if not bool((target != ignore_index).any()):
@@ -26,7 +27,9 @@ def cross_entropy(
     return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index)
 
 
-def dice_loss(logits: Tensor, target: Tensor, *, ignore_index: int = 255, smooth: float = 1.0) -> Tensor:
+def dice_loss(
+    logits: Tensor, target: Tensor, *, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0
+) -> Tensor:
     """Soft Dice loss ``1 − mean_c (2·Σ p·g + s) / (Σ p + Σ g + s)`` over valid pixels of the whole batch.
 
     Classes absent from both target and prediction score 1 (no penalty) thanks to the smoothing term.
@@ -54,7 +57,7 @@ class LossTerm:
 def build_loss(
     kind: str,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     class_weights: list[float] | None = None,
     dice_weight: float = 1.0,
     num_classes: int | None = None,

@@ -7,7 +7,7 @@ removes the old run's files first), continuing needs ``resume``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,39 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool, force: bool) -> Path:
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def resolve_run(
+    recipe: str | Path | None,
+    output: str | Path | None,
+    resume: str | Path | None,
+    overrides: list[str],
+    *,
+    load: Callable[[Path, list[str]], Recipe],
+    load_resumed: Callable[[Path, list[str]], Recipe],
+) -> tuple[Recipe, Path, str | None]:
+    """The recipe and run folder of ``edgeseg train``/``distill``: a new run of ``recipe`` (in ``output``,
+    default ``runs/RECIPE_NAME``) or the run in ``resume`` with its own recipe (``load_resumed``); both
+    loaders get the ``--set`` ``overrides``.
+
+    Returns ``(recipe, run_dir, note)``; ``note`` says when a ``recipe`` given with ``resume`` differs from
+    the run's own, which is the one used. InputError for contradictory or missing arguments.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        if output is not None and Path(output).resolve() != run_dir.resolve():
+            raise InputError(f"--resume {resume} and -o {output} name different folders; give one of them")
+        if not (run_dir / LAST).is_file():
+            raise InputError(f"cannot resume: {run_dir / LAST} does not exist")
+        cfg = load_resumed(run_dir, overrides)
+        note = None
+        if recipe is not None and load(Path(recipe), overrides).to_dict() != cfg.to_dict():
+            note = f"note: {recipe} differs from the run's recipe; continuing with the run's"
+        return cfg, run_dir, note
+    if recipe is None:
+        raise InputError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")
+    run_dir = Path(output) if output is not None else Path("runs") / Path(recipe).stem
+    return load(Path(recipe), overrides), run_dir, None
 
 
 def recipe_for_resume(

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeseg.checkpoint import load_weights_file
 from edgeseg.errors import InputError
 
 
@@ -102,9 +103,9 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], bool]:
         if not path.is_file():
             raise InputError(f"model.pretrained: file not found: {path}")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors of any kind mean "not weights"
-            raise InputError(f"model.pretrained: {path} is not a readable weights file: {err}") from err
+            obj = load_weights_file(path)
+        except InputError as err:
+            raise InputError(f"model.pretrained: {err}") from None
     is_ckpt = isinstance(obj, dict) and obj.get("format") == "edgeseg-checkpoint"
     if isinstance(obj, dict) and not is_ckpt:
         for key in ("state_dict", "model"):

@@ -37,7 +37,11 @@ import numpy as np
 import onnx
 
 from edgeseg.errors import EdgesegError, GateFailed, InputError
-from edgeseg.export.calibration import (
+from edgeseg.export.graph_edits import name_nodes, restore_io, set_prop, shapes_read_through, tail_nodes
+from edgeseg.export.metadata import read_metadata, write_metadata
+from edgeseg.fileio import atomic_path, check_writable
+from edgeseg.quantize import defaults
+from edgeseg.quantize.calibration import (
     Agreement,
     ImageCalibrationReader,
     calibration_size,
@@ -47,14 +51,12 @@ from edgeseg.export.calibration import (
     describe_data,
     make_session,
     open_dataset,
+    open_fp32,
     spread_indices,
     val_feeds,
 )
-from edgeseg.export.graph_edits import name_nodes, restore_io, set_prop, shapes_read_through, tail_nodes
-from edgeseg.export.info import load_onnx
-from edgeseg.export.metadata import read_metadata, write_metadata
-from edgeseg.export.sensitivity import exclusion_schedule, rank_sensitive_tensors
-from edgeseg.fileio import atomic_path, check_writable
+from edgeseg.quantize.portable import qdq_opset, sigmoid_gates
+from edgeseg.quantize.sensitivity import exclusion_schedule, rank_sensitive_tensors
 from edgeseg.runtime.metadata import ModelMetadata
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -97,6 +99,14 @@ class QuantReport:
     other_sizes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def summary(self) -> str:
+        """One line: the mIoU change against the gate and the nodes kept in float."""
+        kept = ", ".join(self.float_nodes) if self.float_nodes else "none"
+        return (
+            f"INT8: mIoU {self.miou_fp32:.2f} -> {self.miou_int8:.2f} ({self.drop:+.2f} lost, "
+            f"allowed {self.max_drop:.2f}) on {self.val_images} images; nodes kept float: {kept}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (paths as strings)."""
         out = asdict(self)
@@ -106,12 +116,11 @@ class QuantReport:
 
 
 def cpu_has_vnni() -> bool:
-    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX; Linux flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX): the Linux flags
+    :func:`edgeseg.bench.machine.machine_info` reads; False where they cannot be read."""
+    from edgeseg.bench.machine import machine_info
+
+    return bool(machine_info().int8_dot_product)
 
 
 @contextlib.contextmanager
@@ -192,7 +201,7 @@ def finalize(qdq_path: Path, source: onnx.ModelProto, info: dict[str, Any]) -> o
     """The QDQ model with Shape reads fixed, the source's input/output declarations (symbolic shape
     inference writes padded sizes there), only the opsets its nodes use, and the source's metadata with
     ``precision`` int8 and a ``quantization`` entry (JSON: method, calibration, gate figures)."""
-    model = onnx.load(os.fspath(qdq_path))
+    model = qdq_opset(onnx.load(os.fspath(qdq_path)))
     shapes_read_through(model, ("DequantizeLinear",))
     restore_io(model, source)
     meta = read_metadata(source)
@@ -269,14 +278,14 @@ def quantize_int8(
     out_path: str | os.PathLike,
     *,
     calib: str | os.PathLike | Any = "synthetic",
-    calib_size: int = 64,
+    calib_size: int = defaults.CALIB_SIZE,
     val: str | os.PathLike | Any | None = None,
-    val_size: int = 200,
-    max_drop: float = 1.0,
-    method: str = "minmax",
+    val_size: int = defaults.VAL_SIZE,
+    max_drop: float = defaults.MAX_DROP,
+    method: str = defaults.METHOD,
     per_channel: bool = True,
     reduce_range: bool | None = None,
-    max_float_nodes: int = 12,
+    max_float_nodes: int = defaults.MAX_FLOAT_NODES,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> QuantReport:
@@ -297,17 +306,14 @@ def quantize_int8(
     say = progress or (lambda _msg: None)
     _check_args(calib_size, val_size, max_drop, method, max_float_nodes)
     target = check_writable(out_path, force)
-    source = load_onnx(model_path)
-    meta = read_metadata(source)
-    if meta.precision != "fp32":
-        raise InputError(f"{model_path} is already {meta.precision}; quantize the FP32 model")
-    fp32 = make_session(model_path)
+    opened = open_fp32(model_path, "quantize")
+    source, meta, fp32, num_classes = opened.proto, opened.meta, opened.session, opened.num_classes
     node = fp32.get_inputs()[0]
-    num_classes = len(meta.classes) or int(fp32.get_outputs()[0].shape[1])
     val_data = val if val is not None else calib
-    calib_set, val_set = open_dataset(calib, "train"), open_dataset(val_data, "val")
-    check_classes(calib_set, meta, num_classes, f"calibration data {describe_data(calib)}")
-    check_classes(val_set, meta, num_classes, f"validation data {describe_data(val_data)}")
+    calib_set = open_dataset(calib, "train", meta.data)
+    val_set = open_dataset(val_data, "val", meta.data)
+    check_classes(calib_set, num_classes, f"calibration data {describe_data(calib)}")
+    check_classes(val_set, num_classes, f"validation data {describe_data(val_data)}")
     indices = spread_indices(len(calib_set), calib_size)
     size = calibration_size(calib_set, indices[0])
     reader = ImageCalibrationReader(calib_set, indices, meta, node.name, node.shape, size)
@@ -325,7 +331,7 @@ def quantize_int8(
         pre = job.work / "pre.onnx"
         preprocess(job.work / "src.onnx", pre)
         pre_model = onnx.load(os.fspath(pre))
-        always_float = tail_nodes(pre_model)
+        always_float = tail_nodes(pre_model) + sigmoid_gates(pre_model)
         say(f"calibrating on {len(indices)} images at {size[0]}x{size[1]} ({method})")
         attempts: list[Attempt] = []
         schedule: list[list[str]] | None = None
@@ -335,12 +341,12 @@ def quantize_int8(
             result, other_sizes = job.measure(candidate)
             drop = result.drop or 0.0
             attempts.append(Attempt(info["float_nodes"], 100 * result.miou_candidate, drop, drop <= max_drop))
+            if attempts[-1].passed:
+                break  # the caller prints the passing result, from the report
             say(
                 f"mIoU FP32 {100 * result.miou_reference:.2f}, INT8 {100 * result.miou_candidate:.2f}: drop "
-                f"{drop:.2f} points (allowed {max_drop:.2f}), {len(info['float_nodes'])} nodes kept float"
+                f"{drop:.2f} points > allowed {max_drop:.2f}, {len(info['float_nodes'])} nodes kept float"
             )
-            if attempts[-1].passed:
-                break
             if schedule is None:
                 say("ranking the activations that quantization damages most")
                 ranked = rank_sensitive_tensors(pre, qdq, reader.subset(SENSITIVITY_IMAGES))

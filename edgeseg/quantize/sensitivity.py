@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeseg.export.calibration import ImageCalibrationReader
+from edgeseg.quantize.calibration import ImageCalibrationReader
 
 SQNR_CAP_DB = 60.0
 

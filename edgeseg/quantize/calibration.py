@@ -21,19 +21,22 @@ from edgeseg.errors import InputError
 from edgeseg.export.feeds import Feed, fixed_dims, image_feed, random_feeds
 from edgeseg.metrics import confusion_matrix, metrics_from_confusion
 from edgeseg.runtime.metadata import ModelMetadata
-from edgeseg.runtime.model_io import output_fits
+from edgeseg.runtime.model_io import output_fits, read_model_io
 from edgeseg.runtime.ops import upsample_argmax
 
 
-def open_dataset(data: str | os.PathLike | Any, split: str) -> Any:
+def open_dataset(data: str | os.PathLike | Any, split: str, settings: dict[str, Any] | None = None) -> Any:
     """The ``split`` of ``data``: a dataset object (``__len__``, ``__getitem__`` giving (image, mask)) is used
-    as is, a root (``"synthetic"`` or a folder) goes to ``build_dataset``."""
+    as is, a root (``"synthetic"`` or a folder) goes to ``build_dataset`` with ``settings`` (the model's
+    data settings from its metadata; the defaults when empty), as ``edgeseg eval`` reads it."""
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
         dataset = data
     else:
+        from edgeseg.config import data_settings
         from edgeseg.data import build_dataset
 
-        dataset = build_dataset(os.fspath(data), split)
+        root = os.fspath(data)
+        dataset = build_dataset(root, split, data_settings((), settings or None, root=root))
     if len(dataset) == 0:
         raise InputError(f"the {split!r} split of {describe_data(data)} has no images")
     return dataset
@@ -47,9 +50,35 @@ def describe_data(data: str | os.PathLike | Any) -> str:
     return f"{root}:{split}" if root is not None else type(data).__name__
 
 
-def check_classes(dataset: Any, meta: ModelMetadata, num_outputs: int | None, what: str) -> None:
+@dataclass
+class Fp32Model:
+    """An FP32 ONNX model opened for conversion: its proto, metadata, CPU session and class count."""
+
+    proto: Any
+    meta: ModelMetadata
+    session: Any
+    num_classes: int
+
+
+def open_fp32(path: str | os.PathLike, verb: str) -> Fp32Model:
+    """Load the FP32 model at ``path``; InputError for a file already converted (``verb``: what the caller
+    does, for the message) or one that does not say how many classes it predicts."""
+    from edgeseg.export.info import load_onnx
+    from edgeseg.export.metadata import read_metadata
+
+    proto = load_onnx(path)
+    meta = read_metadata(proto)
+    if meta.precision != "fp32":
+        raise InputError(f"{path} is already {meta.precision}; {verb} the FP32 model")
+    session = make_session(path)
+    num_classes = read_model_io(session, os.fspath(path)).num_classes
+    if num_classes is None:
+        raise InputError(f"{os.fspath(path)}: the model does not say how many classes it predicts")
+    return Fp32Model(proto, meta, session, num_classes)
+
+
+def check_classes(dataset: Any, model_classes: int, what: str) -> None:
     """Refuse a dataset whose number of classes differs from the model's."""
-    model_classes = len(meta.classes) or num_outputs
     data_classes = getattr(dataset, "num_classes", None)
     if model_classes and data_classes and model_classes != data_classes:
         raise InputError(

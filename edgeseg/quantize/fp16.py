@@ -25,20 +25,21 @@ import numpy as np
 import onnx
 
 from edgeseg.errors import EdgesegError, GateFailed, InputError
-from edgeseg.export.calibration import (
+from edgeseg.export.feeds import random_feeds
+from edgeseg.export.graph_edits import set_prop, shapes_read_through, tail_nodes
+from edgeseg.export.metadata import read_metadata, write_metadata
+from edgeseg.fileio import atomic_path, check_writable
+from edgeseg.quantize import defaults
+from edgeseg.quantize.calibration import (
     check_classes,
     check_sizes,
     compare_models,
     describe_data,
     make_session,
     open_dataset,
+    open_fp32,
     val_feeds,
 )
-from edgeseg.export.feeds import random_feeds
-from edgeseg.export.graph_edits import set_prop, shapes_read_through, tail_nodes
-from edgeseg.export.info import load_onnx
-from edgeseg.export.metadata import read_metadata, write_metadata
-from edgeseg.fileio import atomic_path, check_writable
 
 FLOAT32_OPS = (
     "Resize", "Upsample", "ReduceMean", "ReduceSum", "GlobalAveragePool", "Softmax", "LogSoftmax", "ArgMax",
@@ -65,6 +66,13 @@ class Fp16Report:
     float16_nodes: int
     other_sizes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line: agreement with FP32 and, with validation data, the mIoU change."""
+        line = f"FP16: argmax agreement {100 * self.agreement:.3f} % over {self.pixels} pixels"
+        if self.drop is not None:
+            line += f", mIoU {self.miou_fp32:.2f} -> {self.miou_fp16:.2f} ({self.drop:+.2f} lost)"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (paths as strings)."""
@@ -131,9 +139,9 @@ def convert_fp16(
     out_path: str | os.PathLike,
     *,
     val: str | os.PathLike | Any | None = None,
-    val_size: int = 50,
-    max_drop: float = 1.0,
-    min_agreement: float = 0.995,
+    val_size: int = defaults.VAL_SIZE,
+    max_drop: float = defaults.MAX_DROP,
+    min_agreement: float = defaults.MIN_AGREEMENT,
     float32_ops: Sequence[str] = FLOAT32_OPS,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -150,16 +158,12 @@ def convert_fp16(
     say = progress or (lambda _msg: None)
     _check_args(val_size, max_drop, min_agreement)
     target = check_writable(out_path, force)
-    source = load_onnx(model_path)
-    meta = read_metadata(source)
-    if meta.precision != "fp32":
-        raise InputError(f"{model_path} is already {meta.precision}; convert the FP32 model")
-    fp32 = make_session(model_path)
+    opened = open_fp32(model_path, "convert")
+    source, meta, fp32, num_classes = opened.proto, opened.meta, opened.session, opened.num_classes
     node = fp32.get_inputs()[0]
-    num_classes = len(meta.classes) or int(fp32.get_outputs()[0].shape[1])
-    val_set = open_dataset(val, "val") if val is not None else None
+    val_set = open_dataset(val, "val", meta.data) if val is not None else None
     if val_set is not None:
-        check_classes(val_set, meta, num_classes, f"validation data {describe_data(val)}")
+        check_classes(val_set, num_classes, f"validation data {describe_data(val)}")
     say("converting weights and compute to float16")
     half, kept = half_model(source, float32_ops)
     write_metadata(half, _fp16_meta(source))
@@ -202,7 +206,6 @@ def convert_fp16(
         with atomic_path(target) as tmp_target:
             onnx.save(half, os.fspath(tmp_target))
     report.seconds = time.perf_counter() - start
-    say(f"argmax agreement {100 * report.agreement:.3f} % over {report.pixels} pixels")
     return report
 
 

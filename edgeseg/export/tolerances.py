@@ -1,0 +1,21 @@
+"""The parity gate's pass limits: :class:`Tolerances` owns their defaults; the CLI, the pipeline and the
+API read them from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Tolerances:
+    """Pass limits; ``None`` switches a check off. Defaults are for fp32 exports."""
+
+    max_abs: float | None = 1e-4
+    max_rel: float | None = None
+    min_agreement: float | None = 0.9999
+    max_miou_delta: float | None = 0.001
+
+
+FP32_TOLERANCES = Tolerances()
+DEFAULT_MAX_IMAGES = 8
+"""Validation images the parity gate takes from a dataset (``--max-images``, ``export.val_images``)."""
