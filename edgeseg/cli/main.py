@@ -35,6 +35,7 @@ COMMANDS = [
     "models",
     "distill",
     "train",
+    "pretrain",
     "eval",
     "predict",
     "bench",

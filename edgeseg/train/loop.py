@@ -45,6 +45,7 @@ class FitResult:
     best_path: Path
     last_path: Path
     best_miou: float
+    """The best value of the ``score`` metric (mIoU unless ``fit`` was given another)."""
     best_epoch: int
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -65,6 +66,9 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     stop_after_steps: int | None = None,
+    datasets: Callable[[Recipe], tuple[Any, Any]] | None = None,
+    evaluator: Callable[[Any, nn.Module], dict[str, Any]] | None = None,
+    score: str = "miou",
 ) -> FitResult:
     """Train ``recipe`` into ``run_dir`` (``best.pt``, ``last.pt``, ``metrics.jsonl``, ``recipe.yaml``).
 
@@ -78,11 +82,18 @@ def fit(
     interruption would, leaving the schedule as the recipe says (for time-sliced training and tests).
     ``log`` receives the messages (default: printed above the progress bars). Works the same under
     torchrun, where only rank 0 writes and prints.
+
+    Other tasks (``edgeseg pretrain``) reuse the loop with three more pieces: ``datasets(recipe) -> (train,
+    val)`` (default: the recipe's segmentation splits), ``evaluator(trainer, model) -> metrics`` (default:
+    mIoU, pixel accuracy and per-class IoU on ``trainer.val_ds``; the trainer carries ``recipe``,
+    ``val_ds``, ``mean``, ``std``, ``device`` and ``ctx``) and ``score``, the metric whose best value keeps
+    ``best.pt`` (logged as ``best_<score>``).
     """
     ctx = dist.setup(recipe.train.device)
     try:
         trainer = _Trainer(recipe, Path(run_dir), ctx, progress, log)
         trainer.stop_after_steps = stop_after_steps
+        trainer.datasets, trainer.evaluator, trainer.score = datasets or build_datasets, evaluator, score
         return trainer.run(
             resume=resume, force=force, model=model, objective=objective,
             extra_modules=dict(extra_modules or {}), reference=reference,
@@ -106,6 +117,9 @@ class _Trainer:
         self._log = log
         self.mean, self.std = list(recipe.data.mean), list(recipe.data.std)
         self.stop_after_steps: int | None = None
+        self.datasets: Callable[[Recipe], tuple[Any, Any]] = build_datasets
+        self.evaluator: Callable[[Any, nn.Module], dict[str, Any]] | None = None
+        self.score = "miou"
 
     def log(self, message: str) -> None:
         if not self.ctx.is_main:
@@ -127,7 +141,7 @@ class _Trainer:
             prepare_run_dir(self.run_dir, resume=resume, force=force)
         dist.barrier(ctx)
         seed_everything(t.seed + ctx.rank)
-        self.train_ds, self.val_ds = build_datasets(r)
+        self.train_ds, self.val_ds = self.datasets(r)
         self.log(f"data: {self.train_ds.describe()}; val: {len(self.val_ds)} images")
         num_classes, self.ignore_index = self.train_ds.num_classes, self.train_ds.ignore_index
         self.model = model if model is not None else build_model(r, num_classes, self.log)
@@ -263,18 +277,18 @@ class _Trainer:
                 metrics = self._evaluate(self.model)
                 record.update(metrics)
                 self.last_metrics = metrics
-                improved = metrics["miou"] > self.best_miou
+                improved = metrics[self.score] > self.best_miou
                 if improved:
-                    self.best_miou, self.best_epoch = metrics["miou"], done
+                    self.best_miou, self.best_epoch = metrics[self.score], done
                 self.log(
-                    f"epoch {done}: loss {record['loss']:.4f}, mIoU {metrics['miou']:.4f}, "
-                    f"pixel accuracy {metrics['pixel_acc']:.4f}" + (" (best)" if improved else "")
+                    f"epoch {done}: loss {record['loss']:.4f}, {self._headline(metrics)}"
+                    + (" (best)" if improved else "")
                 )
                 if improved and self.ctx.is_main:
                     save_checkpoint(self._checkpoint(done, with_state=False), self.run_dir / BEST)
             else:
                 self.log(f"epoch {done}: loss {record['loss']:.4f}")
-            record["best_miou"] = self.best_miou
+            record[f"best_{self.score}"] = self.best_miou
             if self.ctx.is_main:
                 self.metrics_log.append(record)
             history.append(record)
@@ -385,7 +399,14 @@ class _Trainer:
             if p.grad is not None:
                 dist.all_reduce_sum(p.grad, self.ctx).div_(self.ctx.world_size)
 
+    def _headline(self, metrics: dict[str, Any]) -> str:
+        if self.score == "miou":
+            return f"mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_acc']:.4f}"
+        return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
     def _evaluate(self, model: nn.Module) -> dict[str, Any]:
+        if self.evaluator is not None:
+            return self.evaluator(self, model)
         r = self.recipe
         m = evaluate(
             model, self.val_ds, data_cfg=r.data, mean=self.mean, std=self.std, device=self.device,
