@@ -132,3 +132,15 @@ def test_pretrain_input_errors(tmp_path: Path) -> None:
     recipe.write_text("model: {name: lraspp_dsnet}\npretrain: {label_smoothing: 1.5}\n")
     result = CliRunner().invoke(app, ["pretrain", str(recipe)])
     assert "pretrain.label_smoothing" in str(result.exception)
+
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("pretrain_*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_pretrain_recipes_load_and_build(path: Path) -> None:
+    from edgeseg.pretrain.run import build_classifier
+
+    recipe = load_pretrain_recipe(path)
+    model = build_classifier(recipe, 7, lambda _: None)
+    assert isinstance(model, ImageClassifier) and model.model_kwargs["backbone"] == recipe.model.name
