@@ -144,3 +144,8 @@ def test_pretrain_recipes_load_and_build(path: Path) -> None:
     recipe = load_pretrain_recipe(path)
     model = build_classifier(recipe, 7, lambda _: None)
     assert isinstance(model, ImageClassifier) and model.model_kwargs["backbone"] == recipe.model.name
+
+
+def test_export_refuses_a_classifier(run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", str(run / "best.pt"), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code != 0 and "pretrained classifier" in str(result.exception)
