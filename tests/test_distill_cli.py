@@ -158,3 +158,51 @@ def test_unknown_feature_name_and_distill_key_are_clear_errors(tmp_path: Path) -
     assert result.exit_code != 0 and "student has no feature 'c9'" in str(result.exception)
     result = _invoke(recipe, "-o", str(tmp_path / "r"), "--set", "distill.weights.kdd=1", "--quiet")
     assert result.exit_code != 0 and "distill.weights.kd" in str(result.exception)
+
+
+def test_onnx_teacher_runs_from_the_command_line(run) -> None:
+    """``--set distill.teacher=teacher.onnx``: the logit losses run against ONNX Runtime, and the teacher's
+    mIoU is the checkpoint's."""
+    from edgeseg.export import export_checkpoint
+
+    tmp, teacher, recipe, _ = run
+    onnx_teacher = tmp / "teacher.onnx"
+    export_checkpoint(teacher, onnx_teacher)
+    args = [str(recipe), "-o", str(tmp / "onnx_run"), "--set", f"distill.teacher={onnx_teacher}", "--quiet"]
+    result = _invoke(*args, "--set", "distill.weights.feature=0", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    records = [json.loads(x) for x in (tmp / "onnx_run" / "metrics.jsonl").read_text().splitlines()]
+    reference = [json.loads(x) for x in (tmp / "run" / "metrics.jsonl").read_text().splitlines()][0]
+    assert records[0]["event"] == "reference" and reference["event"] == "reference"
+    assert records[0]["miou"] == pytest.approx(reference["miou"], abs=2e-3)
+    assert {"loss_ce", "loss_kd", "loss_cwd"} <= set(records[1]) and "loss_feature" not in records[1]
+    feature = _invoke(*args, "--force")  # the recipe's feature KD
+    assert feature.exit_code != 0
+    message = str(feature.exception)
+    assert "needs a PyTorch teacher checkpoint" in message and "\n" not in message
+
+
+def test_label_only_distillation_is_training_the_student_alone(tmp_path: Path) -> None:
+    """The teacher, drawn into the run through fit's set-up hook, moves no random draw: with only the label
+    loss, a distillation run ends with the very weights and figures of ``fit`` on the same recipe."""
+    from edgeseg.config import Recipe
+    from edgeseg.distill import SECTIONS, distill
+    from edgeseg.train import fit
+
+    raw = json.loads(json.dumps(TINY))
+    raw["train"]["epochs"] = 1
+    raw["distill"].update(teacher=str(_teacher(tmp_path / "t.pt")), weights={"ce": 1.0, "kd": 0.0})
+    quiet = {"progress": False, "log": lambda message: None}
+    distill(Recipe.from_dict(raw, sections=SECTIONS), tmp_path / "distilled", **quiet)
+    del raw["distill"]
+    fit(Recipe.from_dict(raw), tmp_path / "alone", **quiet)
+    a = load_checkpoint(tmp_path / "alone" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "distilled" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def epochs(run: Path) -> list[dict]:
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        drop = ("time_s", "images_per_s")
+        return [{k: v for k, v in r.items() if k not in drop} for r in lines if r["event"] == "epoch"]
+
+    assert epochs(tmp_path / "alone") == epochs(tmp_path / "distilled")

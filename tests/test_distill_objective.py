@@ -12,8 +12,8 @@ from edgeseg.distill.adapters import FeatureAdapters
 from edgeseg.distill.config import DistillConfig, LossWeights
 from edgeseg.distill.objective import DistillObjective
 from edgeseg.models import create
-from edgeseg.train.loop import FeatureForward
 from edgeseg.train.losses import build_loss
+from edgeseg.train.objective import FeatureForward
 
 NUM_CLASSES = 3
 PAIRS = {"c1": "c1", "decoder": "decoder"}

@@ -112,24 +112,29 @@ class _AdapterObjective:
 
 def test_objective_extra_modules_and_reference(tmp_path: Path) -> None:
     from edgeseg.models import create
+    from edgeseg.train.setup import RunPieces, SetupContext
 
     recipe = _recipe(epochs=1)
-    num_classes = build_datasets(recipe)[0].num_classes
-    torch.manual_seed(0)
-    model = create("unet", num_classes=num_classes, base_channels=8, depth=2)
-    adapter = nn.Conv2d(model.feature_channels["decoder"], 4, 1)
-    before = adapter.weight.detach().clone()
-    supervised = SupervisedObjective.from_recipe(recipe, num_classes, 255)
-    teacher = create("unet", num_classes=num_classes, base_channels=8, depth=2)
-    fit(
-        recipe,
-        tmp_path / "run",
-        model=model,
-        objective=_AdapterObjective(supervised, adapter),
-        extra_modules={"adapter": adapter},
-        reference=("teacher", teacher),
-        **QUIET,
-    )
+    seen: dict[str, object] = {}
+
+    def factory(recipe: Recipe, num_classes: int, log) -> nn.Module:
+        return create("unet", num_classes=num_classes, base_channels=8, depth=2)
+
+    def setup(ctx: SetupContext) -> RunPieces:
+        seen.update(model=ctx.model, classes=list(ctx.train_ds.classes), resume=ctx.resume)
+        num_classes = ctx.train_ds.num_classes
+        adapter = nn.Conv2d(ctx.model.feature_channels["decoder"], 4, 1)
+        seen["adapter"], seen["before"] = adapter, adapter.weight.detach().clone()
+        supervised = SupervisedObjective.from_recipe(ctx.recipe, num_classes, ctx.train_ds.ignore_index)
+        teacher = create("unet", num_classes=num_classes, base_channels=8, depth=2)
+        return RunPieces(
+            objective=_AdapterObjective(supervised, adapter), extra_modules={"adapter": adapter},
+            reference=("teacher", teacher),
+        )
+
+    fit(recipe, tmp_path / "run", model_factory=factory, setup=setup, **QUIET)
+    adapter, before = seen["adapter"], seen["before"]
+    assert seen["classes"] == build_datasets(recipe)[0].classes and seen["resume"] is False
     assert not torch.equal(adapter.weight.detach().cpu(), before)  # trained with the model
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert torch.equal(
@@ -140,3 +145,30 @@ def test_objective_extra_modules_and_reference(tmp_path: Path) -> None:
     assert [x["event"] for x in lines] == ["reference", "epoch"]
     assert lines[0]["name"] == "teacher" and 0.0 <= lines[0]["miou"] <= 1.0
     assert {"loss", "loss_ce", "loss_feat", "lr", "miou", "pixel_acc", "per_class_iou"} <= set(lines[1])
+
+
+def test_random_draws_of_the_setup_hook_do_not_change_the_run(tmp_path: Path) -> None:
+    """A hook (a teacher, adapters) may draw random numbers: the run still reads the same batches, with the
+    same augmentation, as a plain run of the recipe, so both end with the same weights and figures."""
+    from edgeseg.train.setup import RunPieces
+
+    recipe = _recipe(epochs=1)
+    fit(recipe, tmp_path / "plain", **QUIET)
+    fit(recipe, tmp_path / "hooked", setup=lambda ctx: (torch.randn(1000), RunPieces())[1], **QUIET)
+    a = load_checkpoint(tmp_path / "plain" / "last.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "hooked" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _epoch_lines(tmp_path / "plain") == _epoch_lines(tmp_path / "hooked")
+
+
+def test_a_bad_setup_leaves_the_run_folder_untouched(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fit(_recipe(epochs=1), run, **QUIET)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    def broken(ctx) -> None:
+        raise InputError("teacher does not fit")
+
+    with pytest.raises(InputError, match="teacher does not fit"):
+        fit(_recipe(epochs=1), run, force=True, setup=broken, **QUIET)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

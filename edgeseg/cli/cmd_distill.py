@@ -27,7 +27,11 @@ def distill_command(
     force: Annotated[bool, typer.Option("--force", help="Start again in a folder that holds a run.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Distil a teacher checkpoint into a student: pixel-wise KD, channel-wise KD and feature KD plus CE.
+    """Distil a teacher into a student: pixel-wise KD, channel-wise KD, relation KD and feature KD plus CE.
+
+    The teacher (distill.teacher) is an edgeseg checkpoint or an ONNX file: an edgeseg export, or any model
+    that returns class scores NxCxHxW (set distill.teacher_mean/teacher_std when the file carries no edgeseg
+    metadata). An ONNX teacher serves the logit losses; feature KD needs a checkpoint.
 
     With distill.student_init=teacher, a student that is a narrower copy of the teacher's design starts
     from the teacher's own weights (weight selection).

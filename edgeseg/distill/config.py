@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgeseg.errors import InputError
+from edgeseg.runtime.providers import PROVIDER_CHOICES
 
 STUDENT_INITS = ("scratch", "teacher")
+ONNX_SUFFIX = ".onnx"
 
 
 @dataclass
@@ -34,7 +36,13 @@ class LossWeights:
 class DistillConfig:
     """Teacher → student distillation settings.
 
-    ``teacher``: the teacher's edgeseg checkpoint; ``teacher_recipe``: the recipe that trains it (for people).
+    ``teacher``: the teacher's edgeseg checkpoint, or an ONNX file (an edgeseg export or any model returning
+    class scores N×C×h×w at the input size or lower) that runs in ONNX Runtime on ``teacher_provider``
+    (``auto``, ``cpu``, ``cuda``, ``tensorrt``); ``teacher_recipe``: the recipe that trains it (for people).
+    ``teacher_mean``/``teacher_std``: the normalization an ONNX teacher was trained with, needed when the
+    file carries no edgeseg metadata (they override the file's when set); ``teacher_num_classes``: its class
+    count, checked against the data's (0: read it from the file). An ONNX teacher serves the logit terms (KD,
+    CWD, relation) only: feature KD and ``student_init: teacher`` need a checkpoint.
     ``kd_tau``/``cwd_tau``/``relation_tau``: temperatures of pixel-wise KD, channel-wise distillation and
     relation distillation. ``logit_stride``: the logit terms (KD, CWD, relation) compare both models' logits
     average-pooled over ``logit_stride``×``logit_stride`` windows (a window counts when all its pixels are
@@ -50,6 +58,10 @@ class DistillConfig:
 
     teacher: str = ""
     teacher_recipe: str = ""
+    teacher_mean: list[float] = field(default_factory=list)
+    teacher_std: list[float] = field(default_factory=list)
+    teacher_num_classes: int = 0
+    teacher_provider: str = "auto"
     weights: LossWeights = field(default_factory=LossWeights)
     kd_tau: float = 1.0
     cwd_tau: float = 4.0
@@ -69,6 +81,31 @@ class DistillConfig:
         stride = self.logit_stride
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise InputError(f"distill.logit_stride: expected an integer >= 1, got {self.logit_stride!r}")
+        for name in ("teacher_mean", "teacher_std"):
+            values = getattr(self, name)
+            if values and (len(values) != 3 or not all(isinstance(v, int | float) for v in values)):
+                raise InputError(f"distill.{name}: expected 3 numbers (R, G, B), got {values!r}")
+        if any(v <= 0 for v in self.teacher_std):
+            raise InputError(f"distill.teacher_std: expected numbers > 0, got {self.teacher_std}")
+        if self.teacher_provider.lower() not in PROVIDER_CHOICES:
+            raise InputError(
+                f"distill.teacher_provider: expected one of {list(PROVIDER_CHOICES)}, "
+                f"got {self.teacher_provider!r}"
+            )
+        count = self.teacher_num_classes
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InputError(f"distill.teacher_num_classes: expected an integer >= 0, got {count!r}")
+        if self.teacher.lower().endswith(ONNX_SUFFIX):
+            if self.weights.feature > 0:
+                raise InputError(
+                    f"distill.weights.feature > 0 needs a PyTorch teacher checkpoint; {self.teacher} is an "
+                    "ONNX file, which gives logits only (set distill.weights.feature=0)"
+                )
+            if self.student_init == "teacher":
+                raise InputError(
+                    f"distill.student_init=teacher needs a PyTorch teacher checkpoint; {self.teacher} is an "
+                    "ONNX file (set distill.student_init=scratch)"
+                )
         if self.weights.feature > 0 and not self.feature_pairs:
             raise InputError(
                 "distill.weights.feature > 0 needs distill.feature_pairs {student_name: teacher_name}"

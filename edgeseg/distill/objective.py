@@ -9,7 +9,8 @@ normalized batch, it runs the frozen teacher on exactly that batch under ``no_gr
 with each computed term in the parts dict (``ce``/``dice`` from the label loss, ``kd``, ``cwd``, ``relation``,
 ``feature``),
 which the loop logs as ``loss_<name>``. Terms whose weight is 0 are not computed. Teacher and student may have
-different output strides: logits are both at the input size, feature maps are resized to the teacher's.
+different output strides: logits are both at the input size (an ONNX teacher resizes its own), feature maps
+are resized to the teacher's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from edgeseg.distill.losses import (
     valid_pixels,
 )
 from edgeseg.distill.teacher import freeze
+from edgeseg.errors import InputError
 from edgeseg.runtime.metadata import IGNORE_INDEX
 from edgeseg.train.losses import LossTerm, label_loss
 
@@ -56,6 +58,11 @@ class DistillObjective(nn.Module):
         super().__init__()
         if cfg.weights.feature > 0 and adapters is None:
             raise ValueError("feature distillation needs FeatureAdapters for distill.feature_pairs")
+        if cfg.weights.feature > 0 and not hasattr(teacher, "forward_features"):
+            raise InputError(
+                "distill.weights.feature > 0 needs a PyTorch teacher with feature maps; this teacher "
+                f"({type(teacher).__name__}) gives logits only (set distill.weights.feature=0)"
+            )
         self.teacher = freeze(teacher)
         self.cfg = cfg
         self.label_terms = label_terms

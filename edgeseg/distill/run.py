@@ -1,19 +1,26 @@
 """A distillation run: the frozen teacher, the student and its adapters, handed to the training loop.
 
-Nothing here trains by itself: :func:`distill` builds the pieces and calls ``edgeseg.train.fit`` with the
-distillation objective, the adapters as extra modules and the teacher as the reference model, so loop, AMP,
-progress, evaluation, checkpoints, resume and torchrun are the trainer's. The saved student is an ordinary
+Nothing here trains by itself: :func:`distill` opens the teacher and calls ``edgeseg.train.fit`` with a
+set-up hook that adds the distillation objective, the adapters as extra modules and the teacher as the
+reference model to the pieces the loop builds (the student among them), so loop, AMP, progress, evaluation,
+checkpoints, resume and torchrun are the trainer's. The saved student is an ordinary
 edgeseg checkpoint (the adapters live only in ``last.pt``'s train state).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeseg.config import Recipe, load_recipe
 from edgeseg.distill.config import DistillConfig
 from edgeseg.errors import InputError
+from edgeseg.train.setup import RunPieces, SetupContext
+
+if TYPE_CHECKING:
+    from edgeseg.distill.teacher import Teacher
 
 SECTIONS: dict[str, type] = {"distill": DistillConfig}
 
@@ -22,7 +29,9 @@ def load_distill_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Reci
     """Read a distillation recipe (the training sections plus ``distill:``) with ``--set`` overrides."""
     recipe = load_recipe(path, overrides, sections=SECTIONS)
     if not recipe.section("distill").teacher:
-        raise InputError(f"{path}: distill.teacher is not set; name the teacher checkpoint to distil from")
+        raise InputError(
+            f"{path}: distill.teacher is not set; name the teacher checkpoint or ONNX file to distil from"
+        )
     return recipe
 
 
@@ -59,57 +68,60 @@ def distill(
 ):
     """Distil ``recipe.section("distill").teacher`` into the recipe's ``model`` in ``run_dir``.
 
-    Returns the loop's ``FitResult``. The student is built as ``edgeseg train`` would build it, from the same
-    seed, so a distilled run and a student-alone run of the same recipe start from the same weights and read
-    the images in the same order. Errors naming the teacher's path: missing or unreadable file, classes that
-    differ from the data's, a normalization that differs from the student's, unknown feature names.
+    Returns the loop's ``FitResult``. The student is built by the loop as ``edgeseg train`` builds it, and
+    the teacher, the adapters and the distillation objective join through ``fit``'s set-up hook, so a
+    distilled run and a student-alone run of the same recipe start from the same weights and read the same
+    batches. The teacher is an edgeseg checkpoint or an ONNX file (:mod:`edgeseg.distill.onnx_teacher`).
+    Errors naming the teacher's path: missing or unreadable file, classes that differ from the data's, a
+    normalization that differs from the student's, unknown feature names.
     """
-    from edgeseg.distill.adapters import FeatureAdapters
-    from edgeseg.distill.objective import DistillObjective
-    from edgeseg.distill.teacher import load_teacher
-    from edgeseg.train.builders import build_datasets, build_model
-    from edgeseg.train.distributed import env_rank
-    from edgeseg.train.loop import SupervisedObjective, fit
-    from edgeseg.train.state import seed_everything
+    from edgeseg.train.loop import fit
 
     cfg: DistillConfig = recipe.section("distill")
-    rank = env_rank()  # under torchrun only rank 0 talks, as in fit()
-    say = (log or print) if rank == 0 else _silent
-    # The same draws, in the same order, as fit() makes before it builds a model itself.
-    seed_everything(recipe.train.seed + rank)
-    train_ds, _ = build_datasets(recipe)
-    student = build_model(recipe, train_ds.num_classes, say)
-    teacher, teacher_ckpt = load_teacher(
-        cfg.teacher, classes=train_ds.classes, mean=recipe.data.mean, std=recipe.data.std
+    teacher = open_teacher(cfg)  # file errors before anything is built or the run folder touched
+    return fit(
+        recipe, run_dir, resume=resume, force=force, setup=partial(_distill_pieces, cfg, teacher),
+        progress=progress, log=log,
     )
-    say(f"teacher: {teacher_ckpt['model']['name']} from {cfg.teacher}")
-    if cfg.student_init == "teacher" and not resume:
+
+
+def open_teacher(cfg: DistillConfig) -> Teacher:
+    """The teacher named by ``distill.teacher``: a checkpoint's model, or an ONNX Runtime session."""
+    from edgeseg.distill.onnx_teacher import OnnxTeacher, is_onnx
+    from edgeseg.distill.teacher import read_teacher
+
+    if is_onnx(cfg.teacher):
+        return OnnxTeacher.open(
+            cfg.teacher, mean=cfg.teacher_mean or None, std=cfg.teacher_std or None,
+            num_classes=cfg.teacher_num_classes or None, provider=cfg.teacher_provider,
+        )
+    return read_teacher(cfg.teacher)
+
+
+def _distill_pieces(cfg: DistillConfig, teacher: Teacher, setup: SetupContext) -> RunPieces:
+    """``fit``'s set-up hook: check the teacher against the data, initialise the student from it if asked,
+    and build the adapters and the distillation objective."""
+    from edgeseg.distill.adapters import FeatureAdapters
+    from edgeseg.distill.objective import DistillObjective
+    from edgeseg.train.objective import SupervisedObjective
+
+    recipe, data, student = setup.recipe, setup.train_ds, setup.model
+    model = teacher.check(classes=data.classes, mean=setup.mean, std=setup.std)
+    setup.log(f"teacher: {teacher.describe()}")
+    if cfg.student_init == "teacher" and not setup.resume:
         from edgeseg.distill.inherit import inherit_weights
 
         try:
-            say(inherit_weights(student, teacher).summary())
+            setup.log(inherit_weights(student, model).summary())
         except ValueError as err:
             raise InputError(f"distill.student_init=teacher: {cfg.teacher}: {err}") from err
     adapters = None
     if cfg.weights.feature > 0:
-        adapters = FeatureAdapters(cfg.feature_pairs, student.feature_channels, teacher.feature_channels)
-    label_terms = SupervisedObjective.from_recipe(recipe, train_ds.num_classes, train_ds.ignore_index).terms
-    objective = DistillObjective(
-        teacher, cfg, label_terms, adapters=adapters, ignore_index=train_ds.ignore_index
-    )
-    return fit(
-        recipe,
-        run_dir,
-        resume=resume,
-        force=force,
-        model=student,
+        adapters = FeatureAdapters(cfg.feature_pairs, student.feature_channels, model.feature_channels)
+    label_terms = SupervisedObjective.from_recipe(recipe, data.num_classes, data.ignore_index).terms
+    objective = DistillObjective(model, cfg, label_terms, adapters=adapters, ignore_index=data.ignore_index)
+    return RunPieces(
         objective=objective,
         extra_modules={"adapters": adapters} if adapters is not None else {},
-        reference=("teacher", teacher),
-        progress=progress,
-        log=log,
+        reference=("teacher", model),
     )
-
-
-def _silent(message: str) -> None:
-    """A log function that drops its message (ranks other than 0)."""

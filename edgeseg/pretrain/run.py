@@ -12,6 +12,7 @@ loads into every segmentation model on that backbone as ``model.pretrained``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from edgeseg.config import Recipe, load_recipe
 from edgeseg.errors import InputError
 from edgeseg.pretrain.config import SECTIONS, PretrainConfig
 from edgeseg.train.loop import FitResult
+from edgeseg.train.setup import RunPieces, SetupContext
 
 SCORE = "top1"
 """The metric whose best value keeps ``best.pt``."""
@@ -94,20 +96,21 @@ def pretrain(
 
     Returns the loop's ``FitResult`` (its ``best_miou`` is the best top-1 here).
     """
-    from edgeseg.pretrain.objective import ClassificationObjective
-    from edgeseg.train.distributed import env_rank
     from edgeseg.train.loop import fit
-    from edgeseg.train.state import seed_everything
 
     cfg: PretrainConfig = recipe.section("pretrain")
-    train_ds, _ = classification_datasets(recipe)  # data errors before the run folder is touched
-    rank = env_rank()
-    seed_everything(recipe.train.seed + rank)  # the draws fit() makes before building a model itself
-    say = (log or print) if rank == 0 else (lambda _message: None)
-    model = build_classifier(recipe, train_ds.num_classes, say)
-    objective = ClassificationObjective(train_ds.num_classes, train_ds.ignore_index, cfg.label_smoothing)
     return fit(
-        recipe, run_dir, resume=resume, force=force, model=model, objective=objective, progress=progress,
-        log=log, stop_after_steps=stop_after_steps, datasets=classification_datasets,
-        evaluator=classification_metrics, score=SCORE,
+        recipe, run_dir, resume=resume, force=force, model_factory=build_classifier,
+        setup=partial(_classification_pieces, cfg), datasets=classification_datasets,
+        evaluator=classification_metrics, score=SCORE, progress=progress, log=log,
+        stop_after_steps=stop_after_steps,
     )
+
+
+def _classification_pieces(cfg: PretrainConfig, context: SetupContext) -> RunPieces:
+    """The loop's set-up hook: the soft-label cross-entropy objective."""
+    from edgeseg.pretrain.objective import ClassificationObjective
+
+    data = context.train_ds
+    objective = ClassificationObjective(data.num_classes, data.ignore_index, cfg.label_smoothing)
+    return RunPieces(objective=objective)
