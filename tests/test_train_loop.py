@@ -172,3 +172,18 @@ def test_a_bad_setup_leaves_the_run_folder_untouched(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="teacher does not fit"):
         fit(_recipe(epochs=1), run, force=True, setup=broken, **QUIET)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_the_evaluator_is_a_parameter(tmp_path: Path) -> None:
+    """The loop keeps the checkpoint its evaluator scores best, whatever the task (here: a made-up score that
+    peaks at epoch 2 of 3); the figures it returns are logged as they are."""
+    scores = iter([0.2, 0.7, 0.5])
+
+    def evaluator(run, model: nn.Module) -> dict:
+        assert model is run.model
+        return {"miou": next(scores), "pixel_acc": 0.0, "top1": 0.5}
+
+    result = fit(_recipe(epochs=3), tmp_path / "run", evaluator=evaluator, **QUIET)
+    assert result.best_epoch == 2 and result.best_miou == 0.7
+    assert load_checkpoint(result.best_path)["epoch"] == 2
+    assert [r["top1"] for r in _epoch_lines(tmp_path / "run")] == [0.5, 0.5, 0.5]
