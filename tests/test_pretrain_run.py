@@ -149,3 +149,30 @@ def test_pretrain_recipes_load_and_build(path: Path) -> None:
 def test_export_refuses_a_classifier(run: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", str(run / "best.pt"), "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code != 0 and "pretrained classifier" in str(result.exception)
+
+
+def test_a_distillation_student_starts_from_the_pretrained_backbone(run: Path, tmp_path: Path) -> None:
+    """The student of a distillation recipe is built with ``model.pretrained``: with its backbone frozen,
+    the distilled student's backbone is still exactly the pretrained one."""
+    from edgeseg.checkpoint import make_checkpoint, save_checkpoint
+    from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
+    from edgeseg.distill.run import distill, load_distill_recipe
+    from edgeseg.models import create
+
+    torch.manual_seed(0)
+    teacher = create("lraspp_dsnet", num_classes=8, width_mult=0.5)
+    save_checkpoint(
+        make_checkpoint(teacher, classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE), tmp_path / "t.pt"
+    )
+    recipe = tmp_path / "distill.yaml"
+    recipe.write_text(
+        f"model: {{name: lraspp_dsnet, kwargs: {{width_mult: 0.5}}, pretrained: {run / 'best.pt'}}}\n"
+        "data: {synthetic_train: 4, synthetic_val: 2, synthetic_size: 32, crop_size: 32, batch_size: 2}\n"
+        "train: {epochs: 1, device: cpu, freeze: [backbone]}\n"
+        f"distill: {{teacher: {tmp_path / 't.pt'}, weights: {{ce: 1.0, kd: 1.0}}}}\n"
+    )
+    result = distill(load_distill_recipe(recipe), tmp_path / "run", progress=False, log=lambda _: None)
+    student = load_checkpoint(result.last_path)["state_dict"]
+    pretrained = load_checkpoint(run / "best.pt")["state_dict"]
+    backbone = [k for k in pretrained if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(student[k], pretrained[k]) for k in backbone)
