@@ -176,3 +176,22 @@ def test_a_distillation_student_starts_from_the_pretrained_backbone(run: Path, t
     pretrained = load_checkpoint(run / "best.pt")["state_dict"]
     backbone = [k for k in pretrained if k.startswith("backbone.")]
     assert backbone and all(torch.equal(student[k], pretrained[k]) for k in backbone)
+
+
+def test_pretrain_under_torchrun(tmp_path: Path) -> None:
+    """Two CPU processes (gloo): rank 0 alone reports and writes; top-1/top-5 counted over both shards."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tiny.yaml").write_text(RECIPE.replace("epochs: 2", "epochs: 1"))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "edgeseg", "pretrain", str(tmp_path / "tiny.yaml"), "-o", str(tmp_path / "run"), "-q",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("best top-1") == 1
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["images"] == 7  # every validation image counted once
