@@ -62,6 +62,9 @@ def build_classifier(recipe: Recipe, num_classes: int, log: Callable[[str], None
 
     if "num_classes" in recipe.model.kwargs:
         raise InputError("model.kwargs.num_classes is taken from the dataset; set data.num_classes instead")
+    unknown = sorted(set(recipe.model.kwargs) - {"width_mult", "dropout"})
+    if unknown:
+        raise InputError(f"model.kwargs: a classifier takes width_mult and dropout, not {', '.join(unknown)}")
     model = create_classifier(recipe.model.name, num_classes, **recipe.model.kwargs)
     if recipe.model.pretrained:
         log(load_pretrained(model, recipe.model.pretrained).summary())
