@@ -4,7 +4,9 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with ``weights
 
 ``format``        "edgeseg-checkpoint"
 ``version``       1
-``model``         {"name": registry name, "kwargs": dict passed to ``models.create`` (includes num_classes)}
+``model``         {"name": registry name, "kwargs": dict passed to ``models.create`` (includes num_classes)};
+                  a pretrained classifier (``edgeseg pretrain``) is ``{"name": "classifier", "kwargs": dict
+                  passed to ``models.create_classifier``}`` and its ``ignore_index`` is -1 (no pixel labels)
 ``state_dict``    the model's ``state_dict()``
 ``classes``       list of class names (len == num_classes)
 ``palette``       list of [r, g, b] per class
@@ -127,12 +129,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any] | str | os.PathLike) -> torch.nn.Module:
-    """Rebuild the model of a checkpoint (dict or path) with its weights, in eval mode."""
-    from edgeseg.models import create
+    """Rebuild the model of a checkpoint (dict or path) with its weights, in eval mode.
+
+    A segmentation model comes from the registry (``models.create``), a classifier from
+    ``models.create_classifier``.
+    """
+    from edgeseg.models import create, create_classifier, is_classifier
 
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
-    model = create(ckpt["model"]["name"], **ckpt["model"]["kwargs"])
+    spec = ckpt["model"]
+    if is_classifier(spec):
+        model = create_classifier(**spec["kwargs"])
+    else:
+        model = create(spec["name"], **spec["kwargs"])
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model.eval()
 

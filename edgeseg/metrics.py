@@ -1,7 +1,9 @@
-"""Segmentation metrics from a confusion matrix, in numpy only (the runtime uses them without torch)."""
+"""Metrics in numpy only (the runtime uses them without torch): segmentation metrics from a confusion
+matrix; top-k accuracy of classification scores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,3 +56,38 @@ def metrics_from_confusion(cm: np.ndarray) -> SegMetrics:
     return SegMetrics(
         miou=miou, pixel_acc=float(tp.sum() / total) if total else 0.0, per_class_iou=iou.tolist()
     )
+
+
+def topk_hits(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
+    """For each k, how many of the N samples have their label among the k highest of their K scores.
+
+    ``scores`` N×K, ``labels`` N integers in [0, K). A k of K or more counts every sample. Ties are broken
+    by class index (lower first), as ``np.argsort(-scores, kind="stable")`` orders them.
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
+        raise ValueError(f"expected scores N×K and N labels, got {scores.shape} and {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
+        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got {labels.min()}..{labels.max()}")
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rank = np.argmax(order == labels[:, None], axis=1)  # position of the label in each row's ranking
+    return {int(k): int((rank < k).sum()) for k in ks}
+
+
+@dataclass
+class ClassMetrics:
+    """Top-1 and top-5 accuracy (fractions in [0, 1]) over ``images`` images."""
+
+    top1: float
+    top5: float
+    images: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"top1": self.top1, "top5": self.top5, "images": self.images}
+
+
+def class_metrics(hits: dict[int, int], images: int) -> ClassMetrics:
+    """Top-1/top-5 accuracy from :func:`topk_hits` counts summed over batches."""
+    n = max(images, 1)
+    return ClassMetrics(top1=hits.get(1, 0) / n, top5=hits.get(5, 0) / n, images=images)

@@ -1,4 +1,5 @@
-"""``edgeseg eval``: mIoU, pixel accuracy and per-class IoU of a checkpoint or an ONNX model."""
+"""``edgeseg eval``: mIoU, pixel accuracy and per-class IoU of a checkpoint or an ONNX model; top-1 and
+top-5 of a pretrained classifier (``edgeseg pretrain``)."""
 
 from __future__ import annotations
 
@@ -38,10 +39,16 @@ def eval_command(
     ONNX models run through edgeseg.runtime.Segmenter, so their figures compare line for line with those of
     the checkpoint they were exported from. Fractions are in [0, 1]; a class absent from both the labels and
     the predictions has no IoU (null) and does not count in the mean.
+
+    A pretrained classifier (from edgeseg pretrain) gets top-1 and top-5 accuracy on an ImageFolder split
+    (--json: {"top1", "top5", "images"}).
     """
     from edgeseg.train.evaluate import evaluate_file
 
     lines: list[str] = []
+    if model.suffix.lower() != ".onnx" and _is_classifier(model):
+        _eval_classifier(model, data, split, list(overrides or []), as_json, device)
+        return
     metrics, classes = evaluate_file(
         model, data, split, overrides=list(overrides or []), device=device, provider=provider,
         log=lines.append,
@@ -63,6 +70,30 @@ def eval_command(
         console.print(line, highlight=False)
     console.print(table)
     console.print(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_acc']:.4f}", highlight=False)
+
+
+def _is_classifier(path: Path) -> bool:
+    from edgeseg.checkpoint import load_checkpoint
+    from edgeseg.models import is_classifier
+
+    return is_classifier(load_checkpoint(path)["model"])
+
+
+def _eval_classifier(
+    model: Path, data: str | None, split: str, overrides: list[str], as_json: bool, device: str
+) -> None:
+    from edgeseg.pretrain import evaluate_classifier_file
+
+    lines: list[str] = []
+    metrics, _ = evaluate_classifier_file(
+        model, data, split, overrides=overrides, device=device, log=lines.append
+    )
+    if as_json:
+        typer.echo(json.dumps(metrics.to_dict()))
+        return
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"top-1 {metrics.top1:.4f}   top-5 {metrics.top5:.4f}   ({metrics.images} images)")
 
 
 def register(app: typer.Typer) -> None:

@@ -38,6 +38,7 @@ COMMANDS = [
     "models",
     "distill",
     "train",
+    "pretrain",
     "eval",
     "predict",
     "bench",

@@ -37,7 +37,7 @@ from edgeseg.data.loader import (
     normalize,
     val_batch_size,
 )
-from edgeseg.data.mix import MixedBatch, cutmix, mix_batch, mixed_loss, mixup
+from edgeseg.data.mix import MixedBatch, cutmix, label_shares, mix_batch, mixed_loss, mixup, soft_targets
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticSegDataset, generate_scene
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "detect_layout",
     "fit_to_crop",
     "generate_scene",
+    "label_shares",
     "mix_batch",
     "mixed_loss",
     "mixup",
@@ -73,6 +74,7 @@ __all__ = [
     "read_classes_file",
     "resize_pair",
     "resize_short_side",
+    "soft_targets",
     "val_batch_size",
     "voc_palette",
 ]

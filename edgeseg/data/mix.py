@@ -4,6 +4,10 @@ Both return a :class:`MixedBatch`; the loss is ``lam * loss(y_a) + (1 - lam) * l
 (:func:`mixed_loss`). CutMix pastes a box of another sample of the batch into both image and mask, so its
 targets are exact (``target_b = target_a``, ``lam = 1``); MixUp blends whole images, so it keeps both masks.
 All random numbers come from ``generator`` (a CPU generator), so a run is reproducible whatever the device.
+
+For classification, masks are label maps holding each image's class at every pixel
+(:mod:`edgeseg.data.classification`); the same two functions then mix the labels, and :func:`soft_targets`
+reads them back as soft labels (CutMix: by the pasted box's share of the labelled pixels; MixUp: by λ).
 """
 
 from __future__ import annotations
@@ -100,3 +104,30 @@ def mixed_loss(
     if batch.lam >= 1.0 or batch.target_b is batch.target_a:
         return loss_fn(logits, batch.target_a)
     return batch.lam * loss_fn(logits, batch.target_a) + (1.0 - batch.lam) * loss_fn(logits, batch.target_b)
+
+
+def label_shares(maps: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """Per-sample share of each class among the labelled pixels: label maps N×H×W → float N×K, rows sum to 1.
+
+    A sample with no labelled pixel gets a zero row (it then adds nothing to a soft-target loss).
+    """
+    n = maps.shape[0]
+    flat = maps.reshape(n, -1).long()
+    valid = (flat != ignore_index) & (flat >= 0) & (flat < num_classes)
+    rows = torch.arange(n, device=maps.device)[:, None].expand_as(flat)
+    index = (rows * num_classes + flat.clamp(0, num_classes - 1))[valid]
+    counts = torch.bincount(index, minlength=n * num_classes).reshape(n, num_classes).float()
+    return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def soft_targets(batch: MixedBatch, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """Soft labels N×K of a mixed classification batch: ``lam·shares(target_a) + (1 − lam)·shares(target_b)``.
+
+    With class-filled label maps, CutMix gives each image its box's class in proportion to the box's area
+    (within the labelled pixels) and MixUp blends the two images' labels by ``lam``, as in timm's soft-label
+    ``Mixup``.
+    """
+    shares = label_shares(batch.target_a, num_classes, ignore_index)
+    if batch.lam >= 1.0 or batch.target_b is batch.target_a:
+        return shares
+    return batch.lam * shares + (1.0 - batch.lam) * label_shares(batch.target_b, num_classes, ignore_index)

@@ -186,13 +186,18 @@ def _speck(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit:
     label[win][on] = 0
 
 
-def _object(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
-    """Draw one object of a random class over ``image`` and write its class into ``label``."""
+def _object(
+    rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float, cls: int | None = None,
+    spread: float = 0.45,
+) -> None:
+    """Draw one object over ``image`` and write its class into ``label``: class ``cls`` (random if None),
+    centred within ``spread`` of the image size around the middle (0.45: anywhere)."""
     height, width = label.shape
-    cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
+    if cls is None:
+        cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
     shape, texture = _KINDS[cls]
     r = rng.uniform(14.0, 28.0) * unit
-    cy, cx = rng.uniform(0.05, 0.95) * height, rng.uniform(0.05, 0.95) * width
+    cy, cx = rng.uniform(0.5 - spread, 0.5 + spread, 2) * (height, width)
     win = _window(cy, cx, 1.45 * r, height, width)
     if win is None:
         return
@@ -223,6 +228,29 @@ def generate_scene(rng: np.random.Generator, height: int, width: int) -> tuple[n
         _object(rng, image, label, unit)
     for _ in range(rng.integers(0, 2)):
         _stroke(rng, image, label, unit)
+    return _finish(rng, image), label
+
+
+def generate_object(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
+    """Draw an object crop with ``rng``: one object of class ``cls`` (1..7) near the middle of a ``size``
+    square, drawn as in a scene of twice that size (so it fills a third to two thirds of the crop), over the
+    scenes' background clutter, with at most one stroke across it. Returns uint8 H×W×3 RGB."""
+    unit = 2 * size / _BASE
+    image = _background(rng, size, size)
+    label = np.zeros((size, size), dtype=np.int64)
+    for _ in range(rng.integers(1, 3)):
+        _stroke(rng, image, label, unit)
+    for _ in range(rng.integers(1, 4)):
+        _speck(rng, image, label, unit)
+    _object(rng, image, label, unit, cls=cls, spread=0.1)
+    for _ in range(rng.integers(0, 2)):
+        _stroke(rng, image, label, unit)
+    return _finish(rng, image)
+
+
+def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Illumination gradient and pixel noise over a float H×W×3 image; returns it as uint8."""
+    height, width = image.shape[:2]
     gy, gx = rng.uniform(-0.25, 0.25, 2)
     gain_y = 1.0 + gy * np.linspace(-0.5, 0.5, height, dtype=np.float32)
     gain_x = gx * np.linspace(-0.5, 0.5, width, dtype=np.float32)
@@ -231,7 +259,7 @@ def generate_scene(rng: np.random.Generator, height: int, width: int) -> tuple[n
     noise *= rng.uniform(2.0, 5.0)
     image += noise
     np.clip(image, 0, 255, out=image)
-    return image.astype(np.uint8), label
+    return image.astype(np.uint8)
 
 
 class SyntheticSegDataset(SegDataset):

@@ -70,7 +70,14 @@ def checkpoint_metadata(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[s
 
 def model_and_metadata(checkpoint: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Load a checkpoint's model (eval mode) and its metadata fields; InputError for bad files."""
+    from edgeseg.models import is_classifier
+
     ckpt = load_checkpoint(checkpoint)
+    if is_classifier(ckpt["model"]):
+        raise InputError(
+            f"{checkpoint} is a pretrained classifier (edgeseg pretrain), not a segmentation model: use it "
+            "as model.pretrained of a segmentation recipe"
+        )
     try:
         model = model_from_checkpoint(ckpt)
     except (KeyError, RuntimeError, ValueError) as err:

@@ -29,12 +29,12 @@ from edgeseg.train.epoch import Position, train_one_epoch
 from edgeseg.train.evaluate import evaluate
 from edgeseg.train.progress import TrainProgress
 from edgeseg.train.rundir import BEST, LAST, METRICS, MetricsLog, clean_metrics, prepare_run_dir, write_recipe
-from edgeseg.train.setup import ModelFactory, Run, SetupHook, build_run
+from edgeseg.train.setup import DatasetsFactory, ModelFactory, Run, SetupHook, build_run
 from edgeseg.train.state import capture_rng, restore_rng
 
 Evaluator = Callable[[Run, nn.Module], dict[str, Any]]
 """``(run, model) -> metrics``: scores a model on the run's validation data. The loop keeps the checkpoint
-with the highest ``"miou"`` and logs every key."""
+with the highest ``metrics[score]`` (``fit``'s ``score``, ``"miou"`` by default) and logs every key."""
 
 
 def segmentation_metrics(run: Run, model: nn.Module) -> dict[str, Any]:
@@ -55,6 +55,7 @@ class FitResult:
     best_path: Path
     last_path: Path
     best_miou: float
+    """The best value of the ``score`` metric (mIoU unless ``fit`` was given another)."""
     best_epoch: int
     epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +75,8 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     stop_after_steps: int | None = None,
+    datasets: DatasetsFactory | None = None,
+    score: str = "miou",
 ) -> FitResult:
     """Train ``recipe`` into ``run_dir`` (``best.pt``, ``last.pt``, ``metrics.jsonl``, ``recipe.yaml``).
 
@@ -90,16 +93,22 @@ def fit(
     the schedule as the recipe says (for time-sliced training and tests). ``log`` receives the messages
     (default: printed above the progress bars). Works the same under torchrun, where only rank 0 writes
     and prints.
+
+    Other tasks reuse the loop (``edgeseg pretrain`` trains classifiers) with ``datasets(recipe) -> (train,
+    val)`` (default: the recipe's segmentation splits), their ``evaluator`` and ``score``, the evaluator's
+    metric whose best value keeps ``best.pt`` (logged as ``best_<score>``).
     """
     ctx = dist.setup(recipe.train.device)
     try:
         ui = TrainProgress(bars=progress and ctx.is_main)
         say = _rank0_log(ctx, log or ui.log)
-        run = build_run(recipe, ctx, model_factory=model_factory, setup=setup, resume=resume, log=say)
+        run = build_run(
+            recipe, ctx, model_factory=model_factory, setup=setup, datasets=datasets, resume=resume, log=say
+        )
         if ctx.is_main:
             prepare_run_dir(run_dir, resume=resume, force=force)
         dist.barrier(ctx)
-        loop = _Loop(run, Path(run_dir), ui, say, evaluator)
+        loop = _Loop(run, Path(run_dir), ui, say, evaluator, score)
         if resume:
             loop.resume()
         elif ctx.is_main:
@@ -123,9 +132,11 @@ class _Loop:
     """The epochs of a run, its best score so far, and its files (``best.pt``, ``last.pt``, metrics)."""
 
     def __init__(
-        self, run: Run, run_dir: Path, ui: TrainProgress, log: Callable[[str], None], evaluator: Evaluator
+        self, run: Run, run_dir: Path, ui: TrainProgress, log: Callable[[str], None], evaluator: Evaluator,
+        score: str = "miou",
     ) -> None:
         self.run, self.run_dir, self.ui, self.log, self.evaluator = run, run_dir, ui, log, evaluator
+        self.score = score
         self.pos = Position()
         self.metrics_log = MetricsLog(run_dir / METRICS)
         self.best_miou, self.best_epoch = -1.0, 0
@@ -152,7 +163,7 @@ class _Loop:
                 self._evaluate_epoch(done, record)
             else:
                 self.log(f"epoch {done}: loss {record['loss']:.4f}")
-            record["best_miou"] = self.best_miou
+            record[f"best_{self.score}"] = self.best_miou
             if run.ctx.is_main:
                 self.metrics_log.append(record)
             history.append(record)
@@ -169,15 +180,18 @@ class _Loop:
         metrics = self.evaluator(self.run, self.run.model)
         record.update(metrics)
         self.last_metrics = metrics
-        improved = metrics["miou"] > self.best_miou
+        improved = metrics[self.score] > self.best_miou
         if improved:
-            self.best_miou, self.best_epoch = metrics["miou"], done
-        self.log(
-            f"epoch {done}: loss {record['loss']:.4f}, mIoU {metrics['miou']:.4f}, "
-            f"pixel accuracy {metrics['pixel_acc']:.4f}" + (" (best)" if improved else "")
-        )
+            self.best_miou, self.best_epoch = metrics[self.score], done
+        best = " (best)" if improved else ""
+        self.log(f"epoch {done}: loss {record['loss']:.4f}, {self._headline(metrics)}{best}")
         if improved and self.run.ctx.is_main:
             save_checkpoint(self._checkpoint(done), self.run_dir / BEST)
+
+    def _headline(self, metrics: dict[str, Any]) -> str:
+        if self.score == "miou":
+            return f"mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_acc']:.4f}"
+        return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
     def evaluate_reference(self, name: str, model: nn.Module) -> None:
         model.to(self.run.device)

@@ -29,6 +29,9 @@ from edgeseg.train.transfer import freeze, frozen_batchnorms
 Log = Callable[[str], None]
 ModelFactory = Callable[[Recipe, int, Log], nn.Module]
 """``(recipe, num_classes, log) -> model``; :func:`edgeseg.train.build_model` is the default."""
+DatasetsFactory = Callable[[Recipe], tuple[Any, Any]]
+"""``recipe -> (train, val)`` datasets; :func:`edgeseg.train.build_datasets` (segmentation) is the default,
+``edgeseg pretrain`` gives classification ones."""
 
 
 @dataclass
@@ -103,6 +106,7 @@ def build_run(
     *,
     model_factory: ModelFactory | None = None,
     setup: SetupHook | None = None,
+    datasets: DatasetsFactory | None = None,
     resume: bool = False,
     log: Log = print,
 ) -> Run:
@@ -111,7 +115,7 @@ def build_run(
 
     t, device = recipe.train, ctx.device
     seed_everything(t.seed + ctx.rank)
-    train_ds, val_ds = build_datasets(recipe)
+    train_ds, val_ds = (datasets or build_datasets)(recipe)
     log(f"data: {train_ds.describe()}; val: {len(val_ds)} images")
     num_classes, ignore_index = train_ds.num_classes, train_ds.ignore_index
     model = (model_factory or build_model)(recipe, num_classes, log)

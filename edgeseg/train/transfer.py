@@ -87,8 +87,8 @@ class TransferReport:
         )
 
 
-def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], bool]:
-    """Read weights from a file or URL; return (state_dict, is_edgeseg_checkpoint).
+def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read weights from a file or URL; return (state_dict, the edgeseg checkpoint's ``model`` entry or None).
 
     Accepts an edgeseg checkpoint, a bare ``state_dict`` (torchvision format), or a dict wrapping one under
     ``state_dict`` or ``model``. Always ``weights_only=True``.
@@ -115,7 +115,42 @@ def read_state_dict(source: str) -> tuple[dict[str, torch.Tensor], bool]:
     state = obj["state_dict"] if is_ckpt else obj
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"model.pretrained: {source} holds no state_dict of tensors")
-    return state, is_ckpt
+    return state, (obj.get("model") or {}) if is_ckpt else None
+
+
+def load_classifier_backbone(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, spec: dict[str, Any]
+) -> TransferReport:
+    """Load a pretrained classifier's ``backbone.*`` weights into ``model.backbone``, strictly.
+
+    The two backbones must have the same keys with the same shapes; the first key that differs (missing on
+    either side, or of another shape; in the model's layer order) is named in the :class:`InputError`, with
+    the backbone and width the file was pretrained for (``spec``: the checkpoint's ``model`` entry).
+    """
+    kw = spec.get("kwargs") or {}
+    made_for = f"{source} holds a {kw.get('backbone')} (width_mult {kw.get('width_mult')}) backbone"
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise InputError(f"model.pretrained: {type(model).__name__} has no 'backbone' to load {source} into")
+    given = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    own = backbone.state_dict()
+    for key in [*own, *(k for k in given if k not in own)]:  # the model's order: the earliest layer first
+        if key not in own or key not in given:
+            where = "the model's backbone" if key not in own else "the file"
+            raise InputError(
+                f"model.pretrained: backbone key {key!r} is not in {where}; {made_for}, the model a "
+                f"{type(backbone).__name__}"
+            )
+        if own[key].shape != given[key].shape:
+            raise InputError(
+                f"model.pretrained: backbone key {key!r} has shape {tuple(given[key].shape)} in the file but "
+                f"{tuple(own[key].shape)} in the model; {made_for}"
+            )
+    backbone.load_state_dict(given, strict=True)
+    report = TransferReport(source=source, loaded=[f"backbone.{k}" for k in given])
+    report.missing = [k for k in model.state_dict() if not k.startswith("backbone.")]
+    report.unexpected = sorted(k for k in state if not k.startswith("backbone."))
+    return report
 
 
 def load_pretrained(model: nn.Module, source: str) -> TransferReport:
@@ -126,11 +161,15 @@ def load_pretrained(model: nn.Module, source: str) -> TransferReport:
     (reported as ``mismatched``) while the rest fine-tunes from the checkpoint. Any other state_dict is taken
     as a torchvision-format classification model and goes to ``model.backbone`` through
     ``edgeseg.models.load_pretrained_backbone`` (its classifier keys are reported as unexpected).
-    Loading nothing at all is an error: the file is for a different architecture.
+    A pretrained classifier (``edgeseg pretrain``) loads into ``model.backbone`` only, with every key
+    matched strictly (:func:`load_classifier_backbone`). Loading nothing at all is an error: the file is for
+    a different architecture.
     """
-    from edgeseg.models import load_pretrained_backbone
+    from edgeseg.models import is_classifier, load_pretrained_backbone
 
-    state, _ = read_state_dict(source)
+    state, spec = read_state_dict(source)
+    if spec is not None and is_classifier(spec):
+        return load_classifier_backbone(model, state, source, spec)
     report = TransferReport(source=source)
     if not any(k.startswith("backbone.") for k in state):
         backbone = getattr(model, "backbone", None)
