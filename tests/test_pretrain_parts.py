@@ -3,7 +3,6 @@ from CutMix/MixUp, top-k metrics, and pretrain checkpoints loading into segmenta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,6 @@ from edgeseg.metrics import class_metrics, topk_hits
 from edgeseg.models import create, create_classifier
 from edgeseg.models.backbones import BACKBONES
 from edgeseg.train.transfer import freeze, load_pretrained
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------------- models

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,22 +29,11 @@ pretrain: {label_smoothing: 0.1}
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pretrain")
     (root / "tiny.yaml").write_text(RECIPE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     result = CliRunner().invoke(app, ["pretrain", str(root / "tiny.yaml"), "-o", str(root / "run"), "-q"])
-    torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "best top-1" in result.output
     return root / "run"
