@@ -97,8 +97,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pretrain_seconds = time.perf_counter() - started
     pre = load_checkpoint(pretrained)
     freeze = [p for p in args.freeze.split(",") if p]
-    base = [f"data.synthetic_train={args.train_images}", f"train.epochs={args.epochs}",
-            f"train.eval_interval={args.eval_interval}", *args.sets]
+    base = [
+        f"data.synthetic_train={args.train_images}",
+        f"train.epochs={args.epochs}",
+        f"train.eval_interval={args.eval_interval}",
+        *args.sets,
+    ]
     finals: dict[str, list[float]] = {v: [] for v in VARIANTS}
     curves: dict[str, list[list[tuple[int, float]]]] = {v: [] for v in VARIANTS}
     seconds: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -144,8 +148,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "gain_over_3_std": gain > 3 * std,
         "seconds": time.perf_counter() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
-        "machine": {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "os_cpus": os.cpu_count(),
-                    "torch": torch.__version__},
+        "machine": {
+            "cpu": cpu_name(),
+            "torch_threads": torch.get_num_threads(),
+            "os_cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
         "command": "python " + shlex.join(sys.argv),
     }
 
@@ -165,8 +173,11 @@ def cpu_name() -> str:
 def markdown(r: dict[str, Any]) -> str:
     """The results as a short markdown report."""
     res = r["results"]
-    names = {"scratch": "from scratch", "pretrained": "pretrained backbone",
-             "pretrained_frozen": f"pretrained, {'+'.join(r['freeze'])} frozen, backbone lr ×{r['lr_mult']}"}
+    names = {
+        "scratch": "from scratch",
+        "pretrained": "pretrained backbone",
+        "pretrained_frozen": f"pretrained, {'+'.join(r['freeze'])} frozen, backbone lr ×{r['lr_mult']}",
+    }
     epochs = [e for e, _ in res["scratch"]["curve"]]
     top1 = f"{r['pretrained_top1']:.4f}" if r["pretrained_top1"] is not None else "n/a"
     verdict = "more" if r["gain_over_3_std"] else "NOT more"
@@ -179,9 +190,11 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| start | final mIoU | per seed | wall per run (s) |",
         "|---|---|---|---|",
-        *(f"| {names[v]} | {res[v]['mean']:.4f} ± {res[v]['std']:.4f} | "
-          f"{', '.join(f'{x:.4f}' for x in res[v]['values'])} | {statistics.fmean(res[v]['seconds']):.0f} |"
-          for v in VARIANTS),
+        *(
+            f"| {names[v]} | {res[v]['mean']:.4f} ± {res[v]['std']:.4f} | "
+            f"{', '.join(f'{x:.4f}' for x in res[v]['values'])} | {statistics.fmean(res[v]['seconds']):.0f} |"
+            for v in VARIANTS
+        ),
         "",
         f"- pretrained − scratch: {r['gain']:+.4f} mIoU, {verdict} than 3× the larger seed std",
         f"- pretrained backbone: `{r['pretrained']}` (validation top-1 {top1}), {r['pretrained_command']}",
@@ -190,8 +203,10 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| epoch | " + " | ".join(names[v] for v in VARIANTS) + " |",
         "|---|" + "---|" * len(VARIANTS),
-        *(f"| {e} | " + " | ".join(f"{res[v]['curve'][i][1]:.4f}" for v in VARIANTS) + " |"
-          for i, e in enumerate(epochs)),
+        *(
+            f"| {e} | " + " | ".join(f"{res[v]['curve'][i][1]:.4f}" for v in VARIANTS) + " |"
+            for i, e in enumerate(epochs)
+        ),
         "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['torch_threads']} torch thread(s), "
         f"{r['machine']['os_cpus']} CPUs visible, torch {r['machine']['torch']}; load average "

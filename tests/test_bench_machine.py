@@ -41,8 +41,7 @@ def test_description_names_cpu_sets_threads_and_versions() -> None:
 
 def test_this_machine_is_read_without_importing_torch() -> None:
     code = (
-        "import sys\nfrom edgeseg.bench import machine\n"
-        "machine.machine_info()\nprint('torch' in sys.modules)"
+        "import sys\nfrom edgeseg.bench import machine\nmachine.machine_info()\nprint('torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)

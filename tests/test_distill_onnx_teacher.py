@@ -56,7 +56,10 @@ def _losses(teacher: nn.Module, logit_stride: int = 1) -> dict[str, float]:
 
 
 def _export(
-    model: nn.Module, path: Path, mean: list[float] = IMAGENET_MEAN, std: list[float] = IMAGENET_STD,
+    model: nn.Module,
+    path: Path,
+    mean: list[float] = IMAGENET_MEAN,
+    std: list[float] = IMAGENET_STD,
     **options,
 ) -> Path:
     to_onnx(model, path, metadata={"classes": CLASSES, "mean": list(mean), "std": list(std)}, **options)
@@ -139,8 +142,13 @@ def test_lower_resolution_scores_are_resized_to_the_input(tmp_path: Path) -> Non
     coarse = _QuarterScores(_teacher()).eval()
     path = tmp_path / "coarse.onnx"
     torch.onnx.export(
-        coarse, torch.randn(1, 3, 48, 48), str(path), input_names=["input"], output_names=["output"],
-        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}}, dynamo=False,
+        coarse,
+        torch.randn(1, 3, 48, 48),
+        str(path),
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
+        dynamo=False,
     )
     onnx_teacher = _open(path, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     batch, _ = _batch()
@@ -176,8 +184,11 @@ def test_labels_output_and_fixed_size_are_refused(tmp_path: Path) -> None:
 
 
 def test_feature_kd_needs_a_pytorch_teacher(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"^distill.weights.feature > 0 needs a PyTorch teacher checkpoint; "
-                                         r"t\.onnx is an ONNX file"):
+    with pytest.raises(
+        InputError,
+        match=r"^distill.weights.feature > 0 needs a PyTorch teacher checkpoint; "
+        r"t\.onnx is an ONNX file",
+    ):
         DistillConfig(
             teacher="t.onnx", weights=LossWeights(feature=1.0), feature_pairs={"decoder": "decoder"}
         )

@@ -177,8 +177,18 @@ def test_pretrain_under_torchrun(tmp_path: Path) -> None:
 
     (tmp_path / "tiny.yaml").write_text(RECIPE.replace("epochs: 2", "epochs: 1"))
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "edgeseg", "pretrain", str(tmp_path / "tiny.yaml"), "-o", str(tmp_path / "run"), "-q",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "edgeseg",
+        "pretrain",
+        str(tmp_path / "tiny.yaml"),
+        "-o",
+        str(tmp_path / "run"),
+        "-q",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)

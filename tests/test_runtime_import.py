@@ -19,7 +19,6 @@ sys.meta_path.insert(0, Block())
 """
 
 
-
 def run_blocked(blocked: set[str], body: str) -> subprocess.CompletedProcess:
     code = BLOCKER.format(blocked=blocked) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

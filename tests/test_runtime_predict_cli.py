@@ -16,7 +16,6 @@ from edgeseg.runtime import Segmenter, overlay
 PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200]]
 
 
-
 @pytest.fixture
 def workspace(tmp_path, tiny_onnx):
     tiny_onnx(tmp_path / "tiny.onnx", ["w", "x", "y", "z"], PALETTE)

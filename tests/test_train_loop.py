@@ -118,7 +118,8 @@ def test_objective_extra_modules_and_reference(tmp_path: Path) -> None:
         supervised = SupervisedObjective.from_recipe(ctx.recipe, num_classes, ctx.train_ds.ignore_index)
         teacher = create("unet", num_classes=num_classes, base_channels=8, depth=2)
         return RunPieces(
-            objective=_AdapterObjective(supervised, adapter), extra_modules={"adapter": adapter},
+            objective=_AdapterObjective(supervised, adapter),
+            extra_modules={"adapter": adapter},
             reference=("teacher", teacher),
         )
 

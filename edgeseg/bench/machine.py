@@ -45,8 +45,10 @@ class MachineInfo:
     def describe(self) -> str:
         """One line to print under figures, e.g. ``AMD EPYC (avx2, avx512f, avx512_vnni, avx_vnni), 2 threads
         of 2 logical CPUs, ONNX Runtime 1.32.0, PyTorch 2.13.0, Linux x86_64``."""
-        sets = "instruction sets unknown" if self.instruction_sets is None else (
-            ", ".join(self.instruction_sets) or "none of " + "/".join(INSTRUCTION_SETS)
+        sets = (
+            "instruction sets unknown"
+            if self.instruction_sets is None
+            else (", ".join(self.instruction_sets) or "none of " + "/".join(INSTRUCTION_SETS))
         )
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''} of " if self.threads else ""
         libs = [f"ONNX Runtime {self.onnxruntime or 'not installed'}"]

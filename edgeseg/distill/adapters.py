@@ -51,4 +51,3 @@ class FeatureAdapters(nn.Module):
     def forward(self, student_features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Map each paired student feature to the teacher's channels; keys are the student names."""
         return {name: conv(student_features[name]) for name, conv in self.convs.items()}
-

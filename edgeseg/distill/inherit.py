@@ -65,8 +65,10 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> InheritReport:
     new_state = {}
     for name, value in own.items():
         source = teacher_state.get(name)
-        if source is None or source.ndim != value.ndim or any(
-            t < s for t, s in zip(source.shape, value.shape, strict=True)
+        if (
+            source is None
+            or source.ndim != value.ndim
+            or any(t < s for t, s in zip(source.shape, value.shape, strict=True))
         ):
             report.kept.append(name)
             continue
@@ -77,7 +79,9 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> InheritReport:
             new_state[name] = select_tensor(source.detach(), value.shape)
             report.selected.append(name)
     if not report.selected and not report.copied:
-        raise ValueError("no tensor of the teacher fits the student: weight selection needs a narrower copy "
-                         "of the teacher's architecture")
+        raise ValueError(
+            "no tensor of the teacher fits the student: weight selection needs a narrower copy "
+            "of the teacher's architecture"
+        )
     student.load_state_dict({k: v.to(own[k].dtype) for k, v in new_state.items()}, strict=False)
     return report

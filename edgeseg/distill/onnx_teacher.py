@@ -41,8 +41,15 @@ class OnnxTeacher(nn.Module):
     """
 
     def __init__(
-        self, path: Path, session: Any, io: ModelIO, *, provider: str, mean: Sequence[float] | None,
-        std: Sequence[float] | None, num_classes: int | None,
+        self,
+        path: Path,
+        session: Any,
+        io: ModelIO,
+        *,
+        provider: str,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        num_classes: int | None,
     ) -> None:
         super().__init__()
         self.path, self.session, self.io, self.provider = path, session, io, provider

@@ -80,8 +80,13 @@ def distill(
     cfg: DistillConfig = recipe.section("distill")
     teacher = open_teacher(cfg)  # file errors before anything is built or the run folder touched
     return fit(
-        recipe, run_dir, resume=resume, force=force, setup=partial(_distill_pieces, cfg, teacher),
-        progress=progress, log=log,
+        recipe,
+        run_dir,
+        resume=resume,
+        force=force,
+        setup=partial(_distill_pieces, cfg, teacher),
+        progress=progress,
+        log=log,
     )
 
 
@@ -92,8 +97,11 @@ def open_teacher(cfg: DistillConfig) -> Teacher:
 
     if is_onnx(cfg.teacher):
         return OnnxTeacher.open(
-            cfg.teacher, mean=cfg.teacher_mean or None, std=cfg.teacher_std or None,
-            num_classes=cfg.teacher_num_classes or None, provider=cfg.teacher_provider,
+            cfg.teacher,
+            mean=cfg.teacher_mean or None,
+            std=cfg.teacher_std or None,
+            num_classes=cfg.teacher_num_classes or None,
+            provider=cfg.teacher_provider,
         )
     return read_teacher(cfg.teacher)
 

@@ -43,8 +43,12 @@ class CheckpointTeacher:
         return f"{self.ckpt['model']['name']} from {self.path}"
 
     def check(
-        self, *, classes: Sequence[str], mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None, device: torch.device | str = "cpu",
+        self,
+        *,
+        classes: Sequence[str],
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        device: torch.device | str = "cpu",
     ) -> nn.Module:
         """The frozen model on ``device``, once its classes and normalization are the student's.
 

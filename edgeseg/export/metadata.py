@@ -19,6 +19,7 @@ from edgeseg.runtime.metadata import ModelMetadata
 if TYPE_CHECKING:
     from torch import nn
 
+
 def _field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(ModelMetadata)]
 

@@ -33,9 +33,7 @@ def check_runtime(name: str) -> str:
         try:
             import cv2  # noqa: F401
         except ImportError:
-            raise RuntimeUnavailable(
-                "OpenCV is not installed (pip install opencv-python-headless)"
-            ) from None
+            raise RuntimeUnavailable("OpenCV is not installed (pip install opencv-python-headless)") from None
     return name
 
 

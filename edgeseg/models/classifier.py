@@ -74,7 +74,9 @@ def create_classifier(
     except ValueError as err:
         raise InputError(f"cannot build a {backbone} classifier: {err}") from err
     model.model_kwargs = {
-        "backbone": backbone, "num_classes": int(num_classes), "width_mult": float(width_mult),
+        "backbone": backbone,
+        "num_classes": int(num_classes),
+        "width_mult": float(width_mult),
         "dropout": float(dropout),
     }
     return model

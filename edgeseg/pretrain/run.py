@@ -79,8 +79,15 @@ def classification_metrics(run: Any, model: nn.Module) -> dict[str, Any]:
 
     r = run.recipe
     m = evaluate_classifier(
-        model, run.val_ds, data_cfg=r.data, mean=run.mean, std=run.std, device=run.device, amp=r.train.amp,
-        channels_last=r.train.channels_last, ctx=run.ctx,
+        model,
+        run.val_ds,
+        data_cfg=r.data,
+        mean=run.mean,
+        std=run.std,
+        device=run.device,
+        amp=r.train.amp,
+        channels_last=r.train.channels_last,
+        ctx=run.ctx,
     )
     return m.to_dict()
 
@@ -103,9 +110,17 @@ def pretrain(
 
     cfg: PretrainConfig = recipe.section("pretrain")
     return fit(
-        recipe, run_dir, resume=resume, force=force, model_factory=build_classifier,
-        setup=partial(_classification_pieces, cfg), datasets=classification_datasets,
-        evaluator=classification_metrics, score=SCORE, progress=progress, log=log,
+        recipe,
+        run_dir,
+        resume=resume,
+        force=force,
+        model_factory=build_classifier,
+        setup=partial(_classification_pieces, cfg),
+        datasets=classification_datasets,
+        evaluator=classification_metrics,
+        score=SCORE,
+        progress=progress,
+        log=log,
         stop_after_steps=stop_after_steps,
     )
 

@@ -85,9 +85,7 @@ class Segmenter:
         self.classes = list(self.metadata.classes) or [f"class_{i}" for i in range(self.num_classes or 0)]
         wanted = self.num_classes or 256
         palette = [list(c) for c in self.metadata.palette]
-        self.palette = (
-            palette if len(palette) >= wanted else palette + voc_palette(wanted)[len(palette) :]
-        )
+        self.palette = palette if len(palette) >= wanted else palette + voc_palette(wanted)[len(palette) :]
         self.label_dtype = np.uint16 if (self.num_classes or 0) > 256 else np.uint8
         try:
             self._mean = channel_vector(self.metadata.mean, "mean")

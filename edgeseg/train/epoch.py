@@ -41,7 +41,11 @@ SaveLast = Callable[[int, int, dict[str, float]], None]
 
 
 def train_one_epoch(
-    run: Run, pos: Position, epoch: int, ui: TrainProgress, save_last: SaveLast,
+    run: Run,
+    pos: Position,
+    epoch: int,
+    ui: TrainProgress,
+    save_last: SaveLast,
     stop_after_steps: int | None = None,
 ) -> dict[str, Any] | None:
     """Train one epoch; return its metrics record, or None when ``stop_after_steps`` cut it short.
@@ -112,8 +116,13 @@ def train_step(run: Run, images: Tensor, masks: Tensor, step: int) -> tuple[floa
     images, masks = run.augment(images, masks)
     if aug.enabled:
         batch = mix_batch(
-            images, masks, run.mix_gen, cutmix_prob=aug.cutmix_prob, cutmix_alpha=aug.cutmix_alpha,
-            mixup_prob=aug.mixup_prob, mixup_alpha=aug.mixup_alpha,
+            images,
+            masks,
+            run.mix_gen,
+            cutmix_prob=aug.cutmix_prob,
+            cutmix_alpha=aug.cutmix_alpha,
+            mixup_prob=aug.mixup_prob,
+            mixup_alpha=aug.mixup_alpha,
         )
     else:
         batch = MixedBatch(images, masks, masks, 1.0)

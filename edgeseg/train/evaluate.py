@@ -122,8 +122,15 @@ def evaluate(
         raise ValueError("evaluate() needs num_classes when given batches rather than a dataset")
     ignore = IGNORE_INDEX if ignore_index is None else ignore_index
     cm = confusion(
-        model, data, num_classes=num_classes, ignore_index=ignore,
-        mean=mean, std=std, device=device, amp=amp, channels_last=channels_last,
+        model,
+        data,
+        num_classes=num_classes,
+        ignore_index=ignore,
+        mean=mean,
+        std=std,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
     )
     if ctx.distributed:
         total = all_reduce_sum(torch.from_numpy(cm).to(ctx.device), ctx)
@@ -132,7 +139,9 @@ def evaluate(
 
 
 def evaluate_onnx(
-    path: str | Path, dataset: torch.utils.data.Dataset, data_cfg: DataConfig | None = None,
+    path: str | Path,
+    dataset: torch.utils.data.Dataset,
+    data_cfg: DataConfig | None = None,
     provider: str = "auto",
 ) -> SegMetrics:
     """Metrics of an exported ONNX model through ``edgeseg.runtime.Segmenter``, image by image.

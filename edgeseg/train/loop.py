@@ -41,8 +41,15 @@ def segmentation_metrics(run: Run, model: nn.Module) -> dict[str, Any]:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on ``run.val_ds`` (the default evaluator)."""
     r = run.recipe
     m = evaluate(
-        model, run.val_ds, data_cfg=r.data, mean=run.mean, std=run.std, device=run.device,
-        amp=r.train.amp, channels_last=r.train.channels_last, ctx=run.ctx,
+        model,
+        run.val_ds,
+        data_cfg=r.data,
+        mean=run.mean,
+        std=run.std,
+        device=run.device,
+        amp=r.train.amp,
+        channels_last=r.train.channels_last,
+        ctx=run.ctx,
     )
     return clean_metrics(m.to_dict(run.val_ds.classes))
 
@@ -132,7 +139,12 @@ class _Loop:
     """The epochs of a run, its best score so far, and its files (``best.pt``, ``last.pt``, metrics)."""
 
     def __init__(
-        self, run: Run, run_dir: Path, ui: TrainProgress, log: Callable[[str], None], evaluator: Evaluator,
+        self,
+        run: Run,
+        run_dir: Path,
+        ui: TrainProgress,
+        log: Callable[[str], None],
+        evaluator: Evaluator,
         score: str = "miou",
     ) -> None:
         self.run, self.run_dir, self.ui, self.log, self.evaluator = run, run_dir, ui, log, evaluator
@@ -152,8 +164,12 @@ class _Loop:
                 finished = False
                 break
             record = train_one_epoch(
-                run, pos, epoch, self.ui,
-                lambda ep, it, sums: self.save_last(ep, it, partial=sums), stop_after_steps,
+                run,
+                pos,
+                epoch,
+                self.ui,
+                lambda ep, it, sums: self.save_last(ep, it, partial=sums),
+                stop_after_steps,
             )
             if record is None:
                 finished = False
@@ -171,8 +187,13 @@ class _Loop:
         if finished and not (self.run_dir / BEST).is_file() and run.ctx.is_main:
             raise InputError(f"{self.run_dir}: nothing was trained (train.epochs is {t.epochs})")
         return FitResult(
-            run_dir=self.run_dir, best_path=self.run_dir / BEST, last_path=self.run_dir / LAST,
-            best_miou=self.best_miou, best_epoch=self.best_epoch, epochs=t.epochs, history=history,
+            run_dir=self.run_dir,
+            best_path=self.run_dir / BEST,
+            last_path=self.run_dir / LAST,
+            best_miou=self.best_miou,
+            best_epoch=self.best_epoch,
+            epochs=t.epochs,
+            history=history,
             finished=finished,
         )
 
@@ -205,9 +226,16 @@ class _Loop:
     def _checkpoint(self, epoch: int, train_state: dict | None = None) -> dict[str, Any]:
         run = self.run
         return make_checkpoint(
-            run.model, classes=run.train_ds.classes, palette=run.train_ds.palette, mean=run.mean,
-            std=run.std, ignore_index=run.ignore_index, recipe=run.recipe.to_dict(), epoch=epoch,
-            metrics=self.last_metrics, train_state=train_state,
+            run.model,
+            classes=run.train_ds.classes,
+            palette=run.train_ds.palette,
+            mean=run.mean,
+            std=run.std,
+            ignore_index=run.ignore_index,
+            recipe=run.recipe.to_dict(),
+            epoch=epoch,
+            metrics=self.last_metrics,
+            train_state=train_state,
         )
 
     def save_last(self, epoch: int, iteration: int, partial: dict[str, float] | None = None) -> None:
@@ -270,6 +298,9 @@ class _Loop:
             restore_rng(pos.resume_rng, {"mix": run.mix_gen})
         if ctx.is_main:
             self.metrics_log.keep_until(pos.start_epoch)
-        where = f"epoch {pos.start_epoch + 1}, iteration {pos.start_iter}" if pos.start_iter else (
-            f"the end of epoch {pos.start_epoch}")
+        where = (
+            f"epoch {pos.start_epoch + 1}, iteration {pos.start_iter}"
+            if pos.start_iter
+            else (f"the end of epoch {pos.start_epoch}")
+        )
         self.log(f"resuming {self.run_dir} from {where}")

@@ -41,7 +41,10 @@ class SupervisedObjective:
         t = recipe.train
         try:
             terms = build_loss(
-                t.loss, ignore_index=ignore_index, class_weights=t.class_weights, dice_weight=t.dice_weight,
+                t.loss,
+                ignore_index=ignore_index,
+                class_weights=t.class_weights,
+                dice_weight=t.dice_weight,
                 num_classes=num_classes,
             )
         except ValueError as err:

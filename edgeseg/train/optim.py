@@ -18,9 +18,7 @@ def _matching_prefix(name: str, prefixes: Iterable[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
-def param_groups(
-    modules: Mapping[str, nn.Module], lr: float, lr_mult: Mapping[str, float]
-) -> list[dict]:
+def param_groups(modules: Mapping[str, nn.Module], lr: float, lr_mult: Mapping[str, float]) -> list[dict]:
     """Trainable parameters grouped by learning rate.
 
     ``modules`` maps a name prefix to a module (the model under ``""``, extra modules under their own name,
@@ -45,7 +43,7 @@ def param_groups(
     if unused:
         raise InputError(
             f"train.lr_mult: '{unused[0]}' matches no parameter (names start with e.g. "
-            + ", ".join(sorted({n.split('.')[0] for n in all_names}))
+            + ", ".join(sorted({n.split(".")[0] for n in all_names}))
             + ")"
         )
     return [
@@ -64,7 +62,10 @@ def build_optimizer(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimiz
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            groups,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )
     raise InputError(f"optim.name must be adamw or sgd, got '{cfg.name}'")

@@ -133,6 +133,7 @@ def _json_default(value: Any) -> Any:
 
 def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """NaN → None recursively so the record is valid JSON (absent classes have NaN IoU)."""
+
     def fix(v: Any) -> Any:
         if isinstance(v, float) and v != v:
             return None

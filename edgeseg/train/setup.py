@@ -157,10 +157,26 @@ def build_run(
     scheduler = build_scheduler(optimizer, recipe.schedule, steps_per_epoch, t.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp and device.type == "cuda")
     return Run(
-        recipe=recipe, ctx=ctx, train_ds=train_ds, val_ds=val_ds, model=model, forward=forward,
-        frozen_bns=frozen_bns, objective=objective, extras=extras, reference=pieces.reference, skip=skip,
-        loader=loader, steps_per_epoch=steps_per_epoch, augment=augment, mix_gen=mix_gen, optimizer=optimizer,
-        scheduler=scheduler, scaler=scaler, mean=mean, std=std,
+        recipe=recipe,
+        ctx=ctx,
+        train_ds=train_ds,
+        val_ds=val_ds,
+        model=model,
+        forward=forward,
+        frozen_bns=frozen_bns,
+        objective=objective,
+        extras=extras,
+        reference=pieces.reference,
+        skip=skip,
+        loader=loader,
+        steps_per_epoch=steps_per_epoch,
+        augment=augment,
+        mix_gen=mix_gen,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        mean=mean,
+        std=std,
     )
 
 

@@ -48,7 +48,8 @@ def frozen_batchnorms(model: nn.Module, prefixes: Iterable[str]) -> list[nn.Modu
     """The BatchNorm modules under the frozen prefixes (they must stay in eval mode during training)."""
     prefixes = list(prefixes)
     return [
-        m for name, m in model.named_modules()
+        m
+        for name, m in model.named_modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and _under(name, prefixes)
     ]
 
