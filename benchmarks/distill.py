@@ -6,7 +6,12 @@ the same schedule, seed, initial weights and data order (unless the recipe start
 teacher's weights, ``distill.student_init: teacher``). Reports the teacher's mIoU, the student-alone and
 distilled mIoU (mean ± sample std over seeds, final epoch — no selection on the validation split), the share
 of the teacher–student gap closed, and the parameter, FLOP and ONNX Runtime latency ratios of student to
-teacher. Writes ``<out>.md`` and ``<out>.json`` (default ``benchmarks/results/distill``).
+teacher. Plateau evidence: every run's validation curve (from its ``metrics.jsonl``) and the largest gain
+over the last third of the schedule; a student alone whose gain there exceeds 0.5 mIoU points is reported
+as not at its plateau. Each run's training time and the machine (CPU model, instruction sets, threads,
+ONNX Runtime version) are recorded. ``--resume`` continues the runs in ``--work-dir`` (a run that finished
+is read back, not retrained), so a table that takes hours can be built across sessions. Writes ``<out>.md``
+and ``<out>.json`` (default ``benchmarks/results/distill``).
 
     python benchmarks/distill.py                                  # DeepLabV3+-R50 → DeepLabV3+-MobileNetV2
     python benchmarks/distill.py --recipe recipes/distill_unet.yaml
@@ -14,6 +19,8 @@ teacher. Writes ``<out>.md`` and ``<out>.json`` (default ``benchmarks/results/di
     python benchmarks/distill.py --recipe recipes/distill_unet_lraspp.yaml --teacher runs/unet/best.pt \
         --teacher-command "edgeseg train recipes/unet.yaml ..."   # a teacher trained beforehand
     python benchmarks/distill.py --epochs 1 --seeds 1 --set data.synthetic_train=64   # smoke run
+    python benchmarks/distill.py --recipe recipes/distill_capacity_unet.yaml \
+        --work-dir runs/bench_capacity_unet --out benchmarks/results/distill_capacity_unet --resume
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="benchmarks/results/distill", help="results path without suffix")
     p.add_argument("--bench-runs", type=int, default=30, help="ONNX Runtime timed runs per model")
     p.add_argument("--force", action="store_true", help="overwrite earlier results and runs")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --work-dir")
+    p.add_argument(
+        "--plateau-tolerance",
+        type=float,
+        default=0.005,
+        help="largest mIoU gain over the last third of the schedule that counts as a plateau",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars")
     return p.parse_args(argv)
 
@@ -60,10 +74,38 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def final_miou(result: Any) -> float:
-    """mIoU of the last evaluated epoch of a ``FitResult``."""
-    evaluated = [r["miou"] for r in result.history if "miou" in r]
-    return float(evaluated[-1])
+def run_curve(run_dir: Path) -> dict[str, Any]:
+    """A run's validation curve ``[[epoch, mIoU], ...]`` and training seconds, from its ``metrics.jsonl``."""
+    from edgeseg.train.rundir import METRICS, MetricsLog
+
+    records = [r for r in MetricsLog(run_dir / METRICS).read() if r.get("event") == "epoch"]
+    return {
+        "curve": [[r["epoch"], r["miou"]] for r in records if "miou" in r],
+        "train_seconds": sum(r.get("time_s", 0.0) for r in records),
+    }
+
+
+def plateau(curve: list[list[float]], epochs: int, tolerance: float) -> dict[str, Any]:
+    """Gain of the best mIoU of the last third of ``epochs`` over the best before it; plateaued if small."""
+    cut = epochs - epochs // 3
+    before = [m for e, m in curve if e <= cut]
+    after = [m for e, m in curve if e > cut]
+    if not before or not after:
+        return {"last_third_from_epoch": cut, "gain": None, "plateaued": None}
+    gain = max(after) - max(before)
+    return {"last_third_from_epoch": cut, "gain": gain, "plateaued": gain <= tolerance}
+
+
+def train_or_resume(args: argparse.Namespace, train, recipe: Any, run_dir: Path, log) -> dict[str, Any]:
+    """Train (or, with ``--resume``, continue) one run; return its curve, times and plateau evidence."""
+    resume = args.resume and (run_dir / "last.pt").is_file()
+    t0 = time.perf_counter()
+    train(recipe, run_dir, resume=resume, force=not resume, progress=args.progress, log=log)
+    info = run_curve(run_dir)
+    info["wall_seconds_this_call"] = time.perf_counter() - t0
+    info["final_miou"] = float(info["curve"][-1][1])
+    info["plateau"] = plateau(info["curve"], recipe.train.epochs, args.plateau_tolerance)
+    return info
 
 
 def teacher_sets(args: argparse.Namespace) -> list[str]:
@@ -76,21 +118,23 @@ def teacher_sets(args: argparse.Namespace) -> list[str]:
     return sets
 
 
-def train_teacher(args: argparse.Namespace, recipe_path: str, work: Path, log) -> Path:
+def train_teacher(args: argparse.Namespace, recipe_path: str, work: Path, log) -> dict[str, Any]:
     from edgeseg.config import load_recipe
     from edgeseg.train import fit
 
     recipe = load_recipe(recipe_path, teacher_sets(args))
     log(f"training the teacher ({recipe_path}, {recipe.train.epochs} epochs)")
-    return fit(recipe, work / "teacher", force=True, progress=args.progress, log=log).best_path
+    return train_or_resume(args, fit, recipe, work / "teacher", log)
 
 
 def data_scale(recipe: Any) -> str:
     """The data settings that size the runs, in words."""
     d = recipe.data
     if d.root == "synthetic":
-        return (f"synthetic: {d.synthetic_train} training and {d.synthetic_val} validation images of "
-                f"{d.synthetic_size}×{d.synthetic_size} px, crop {d.crop_size}, batch {d.batch_size}")
+        return (
+            f"synthetic: {d.synthetic_train} training and {d.synthetic_val} validation images of "
+            f"{d.synthetic_size}×{d.synthetic_size} px, crop {d.crop_size}, batch {d.batch_size}"
+        )
     return f"{d.root}: crop {d.crop_size}, batch {d.batch_size}"
 
 
@@ -122,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()
     work = Path(args.work_dir)
     out = Path(args.out)
-    if not args.force:
+    if not (args.force or args.resume):
         for suffix in (".md", ".json"):
             check_writable(out.with_suffix(suffix), force=False)
     log = print
@@ -133,13 +177,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sets.append(f"train.epochs={args.epochs}")
     base = load_distill_recipe(args.recipe, sets + ["distill.teacher=unused"])
     started = time.perf_counter()
+    teacher_run = None
     if args.teacher:
         teacher_path = Path(args.teacher)
     else:
         teacher_recipe = base.section("distill").teacher_recipe
         if not teacher_recipe:
             raise EdgesegError(f"{args.recipe} names no distill.teacher_recipe; pass --teacher CKPT")
-        teacher_path = train_teacher(args, teacher_recipe, work, log)
+        teacher_run = train_teacher(args, teacher_recipe, work, log)
+        teacher_path = work / "teacher" / "best.pt"
     sets.append(f"distill.teacher={teacher_path}")
 
     teacher_seconds = time.perf_counter() - started
@@ -148,19 +194,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recipe = load_distill_recipe(args.recipe, sets + [f"train.seed={seed}"])
         plain = dataclasses.replace(recipe, sections={})
         log(f"seed {seed}: student alone")
-        t0 = time.perf_counter()
-        res_alone = fit(plain, work / f"alone_s{seed}", force=True, progress=args.progress, log=log)
-        t1 = time.perf_counter()
+        run_alone = train_or_resume(args, fit, plain, work / f"alone_s{seed}", log)
         log(f"seed {seed}: distilled")
-        res_kd = distill(recipe, work / f"distill_s{seed}", force=True, progress=args.progress, log=log)
-        t2 = time.perf_counter()
-        alone.append(final_miou(res_alone))
-        distilled.append(final_miou(res_kd))
-        teacher_scores.append(teacher_miou(res_kd.run_dir))
-        runs[seed] = {"alone": alone[-1], "distilled": distilled[-1], "alone_seconds": t1 - t0,
-                      "distilled_seconds": t2 - t1}
-        log(f"seed {seed}: alone {alone[-1]:.4f}, distilled {distilled[-1]:.4f}, "
-            f"teacher {teacher_scores[-1]:.4f}")
+        run_kd = train_or_resume(args, distill, recipe, work / f"distill_s{seed}", log)
+        alone.append(run_alone["final_miou"])
+        distilled.append(run_kd["final_miou"])
+        teacher_scores.append(teacher_miou(work / f"distill_s{seed}"))
+        runs[seed] = {
+            "alone": alone[-1],
+            "distilled": distilled[-1],
+            "alone_seconds": run_alone["train_seconds"],
+            "distilled_seconds": run_kd["train_seconds"],
+            "alone_run": run_alone,
+            "distilled_run": run_kd,
+        }
+        log(
+            f"seed {seed}: alone {alone[-1]:.4f}, distilled {distilled[-1]:.4f}, "
+            f"teacher {teacher_scores[-1]:.4f}"
+        )
 
     teacher_ckpt = load_checkpoint(teacher_path)
     if args.teacher:
@@ -188,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "student_overrides": list(args.sets),
         "teacher_command": teacher_command,
         "teacher_seconds": teacher_seconds if not args.teacher else None,
+        "teacher_run": teacher_run,
         "epochs": recipe.train.epochs,
         "seeds": args.seeds,
         "teacher_miou": t_miou,
@@ -196,11 +248,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "gain": d_mean - a_mean,
         "gap_closed": (d_mean - a_mean) / gap if gap > 0 else None,
         "beats_seed_spread": d_mean - a_mean > max(a_std, d_std),
+        "beats_3x_seed_std": d_mean - a_mean > 3 * max(a_std, d_std),
+        "plateau_tolerance": args.plateau_tolerance,
+        "alone_at_plateau": all(v["alone_run"]["plateau"]["plateaued"] for v in runs.values()),
         "per_seed": runs,
         "params": {"teacher": t_params, "student": s_params, "ratio": s_params / t_params},
         "gflops": {"teacher": t_gflops, "student": s_gflops, "ratio": s_gflops / t_gflops, "size": size},
         "onnx_latency_ms": {
-            **latency, "p50_ratio": latency["student"]["p50_ms"] / latency["teacher"]["p50_ms"]
+            **latency,
+            "p50_ratio": latency["student"]["p50_ms"] / latency["teacher"]["p50_ms"],
         },
         "seconds": time.perf_counter() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
@@ -210,13 +266,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def plateau_words(p: dict[str, Any]) -> str:
+    if p["gain"] is None:
+        return "n/a (too few evaluations)"
+    return f"{100 * p['gain']:+.1f} points after epoch {p['last_third_from_epoch']}" + (
+        "" if p["plateaued"] else " (not at plateau)"
+    )
+
+
+def curve_lines(r: dict[str, Any]) -> list[str]:
+    """One line per run: its validation curve."""
+    runs = [("teacher", r["teacher_run"])] if r.get("teacher_run") else []
+    for seed, v in r["per_seed"].items():
+        runs += [(f"alone, seed {seed}", v["alone_run"]), (f"distilled, seed {seed}", v["distilled_run"])]
+    return [f"- {name}: " + ", ".join(f"{e}: {m:.3f}" for e, m in run["curve"]) for name, run in runs]
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The results as a short markdown report."""
-    gap = "n/a (the student alone is not below the teacher)" if r["gap_closed"] is None else (
-        f"{100 * r['gap_closed']:.0f} %")
+    gap = (
+        "n/a (the student alone is not below the teacher)"
+        if r["gap_closed"] is None
+        else (f"{100 * r['gap_closed']:.0f} %")
+    )
     lat = r["onnx_latency_ms"]
-    student_cost = (f"{r['params']['student'] / 1e6:.2f} M | {r['gflops']['student']:.3f} | "
-                    f"{lat['student']['p50_ms']:.2f} |")
+    student_cost = (
+        f"{r['params']['student'] / 1e6:.2f} M | {r['gflops']['student']:.3f} | "
+        f"{lat['student']['p50_ms']:.2f} |"
+    )
     lines = [
         "# Distillation benchmark",
         "",
@@ -242,10 +319,22 @@ def markdown(r: dict[str, Any]) -> str:
         f"student init {r['distill'].get('student_init', 'scratch')}",
         f"- data: {r['data_scale']}; student overrides {r['student_overrides']}",
         "",
-        "| seed | alone mIoU | distilled mIoU | alone wall (s) | distilled wall (s) |",
-        "|---|---|---|---|---|",
-        *(f"| {seed} | {v['alone']:.4f} | {v['distilled']:.4f} | {v['alone_seconds']:.0f} | "
-          f"{v['distilled_seconds']:.0f} |" for seed, v in r["per_seed"].items()),
+        "| seed | alone mIoU | distilled mIoU | alone training (s) | distilled training (s) | "
+        "alone: gain over the last third |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {seed} | {v['alone']:.4f} | {v['distilled']:.4f} | {v['alone_seconds']:.0f} | "
+            f"{v['distilled_seconds']:.0f} | {plateau_words(v['alone_run']['plateau'])} |"
+            for seed, v in r["per_seed"].items()
+        ),
+        "",
+        f"Student alone at its plateau in every seed: {'yes' if r['alone_at_plateau'] else 'NO'} (a gain of "
+        f"at most {100 * r['plateau_tolerance']:.1f} mIoU points from the best of the first two thirds of "
+        "the schedule to the best of the last).",
+        "",
+        "Validation curves (epoch: mIoU):",
+        "",
+        *curve_lines(r),
         "",
         f"Teacher: `{r['teacher_checkpoint']}`, {r['teacher_command']}.",
         "",

@@ -19,7 +19,7 @@ SHARED = ("data", "augment", "optim", "schedule", "train")
 
 
 def _student_alone(recipe) -> Path:
-    """The plain training recipe of the same student model (same name and kwargs)."""
+    """The plain training recipe of the same student model (same name and kwargs) on the same dataset."""
     matches = []
     for path in sorted(RECIPES.glob("*.yaml")):
         if path.name.startswith("distill_"):
@@ -28,7 +28,8 @@ def _student_alone(recipe) -> Path:
             other = load_recipe(path)
         except InputError:  # a recipe with sections of another command (e.g. the pipeline's)
             continue
-        if other.model.name == recipe.model.name and other.model.kwargs == recipe.model.kwargs:
+        same_data = other.data.synthetic_variant == recipe.data.synthetic_variant
+        if other.model.name == recipe.model.name and other.model.kwargs == recipe.model.kwargs and same_data:
             matches.append(path)
     assert matches, f"no student-alone recipe for {recipe.model.name} {recipe.model.kwargs}"
     return matches[0]

@@ -90,6 +90,8 @@ class DataConfig:
     synthetic_size: int = 128
     """Side of the square synthetic images, in pixels."""
     synthetic_seed: int = 0
+    synthetic_variant: str = "standard"
+    """``standard`` or ``capacity`` (harder scenes where model capacity sets the mIoU; 11 classes)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.root, str) or not self.root:

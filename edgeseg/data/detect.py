@@ -73,6 +73,7 @@ def build_dataset(root: str | Path, split: str, cfg: DataConfig | None = None) -
             num_samples=cfg.synthetic_train if split == "train" else cfg.synthetic_val,
             size=cfg.synthetic_size,
             seed=cfg.synthetic_seed,
+            variant=cfg.synthetic_variant,
             ignore_index=cfg.ignore_index,
             num_classes=cfg.num_classes,
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -53,6 +54,9 @@ _KINDS = {
     6: ("ring", "smooth"),
     7: ("bar", "smooth"),
 }
+SYNTHETIC_VARIANTS = ("standard", "capacity")
+"""``standard``: the scenes described above; ``capacity``: :mod:`edgeseg.data.synthetic_capacity`."""
+SceneGenerator = Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]
 _BASE = 128.0  # sizes below are in pixels of a 128-pixel image and scale with the image
 _MIN_TEXTURE_SCALE = 0.75  # below 96 pixels textures stop shrinking, so they stay above the pixel grid
 
@@ -66,19 +70,24 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two random RGB colours whose luminances differ by at least 80, so a texture stays visible."""
+def _colour_pair(rng: np.random.Generator, min_contrast: float = 80.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two random RGB colours whose luminances differ by ``min_contrast`` or more, so a texture shows."""
     first = rng.uniform(15, 240, 3)
     candidates = rng.uniform(15, 240, (8, 3))
     lum = np.array([0.299, 0.587, 0.114])
-    ok = np.abs((candidates - first) @ lum) >= 80
+    ok = np.abs((candidates - first) @ lum) >= min_contrast
     second = candidates[int(np.argmax(ok))] if ok.any() else 255.0 - first
     return first.astype(np.float32), second.astype(np.float32)
 
 
-def _texture(kind: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, unit: float) -> np.ndarray:
-    """Weight of the second colour (0..1) at object coordinates (u, v) for texture ``kind``."""
-    unit = max(unit, _MIN_TEXTURE_SCALE)
+def _texture(
+    kind: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, unit: float, fineness: float = 1.0
+) -> np.ndarray:
+    """Weight of the second colour (0..1) at object coordinates (u, v) for texture ``kind``.
+
+    ``fineness`` divides the texture periods (1: the standard setting's periods).
+    """
+    unit = max(unit, _MIN_TEXTURE_SCALE) / fineness
     angle = rng.uniform(0, np.pi)
     p = u * np.cos(angle) + v * np.sin(angle)
     q = v * np.cos(angle) - u * np.sin(angle)
@@ -187,7 +196,11 @@ def _speck(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit:
 
 
 def _object(
-    rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float, cls: int | None = None,
+    rng: np.random.Generator,
+    image: np.ndarray,
+    label: np.ndarray,
+    unit: float,
+    cls: int | None = None,
     spread: float = 0.45,
 ) -> None:
     """Draw one object over ``image`` and write its class into ``label``: class ``cls`` (random if None),
@@ -228,7 +241,7 @@ def generate_scene(rng: np.random.Generator, height: int, width: int) -> tuple[n
         _object(rng, image, label, unit)
     for _ in range(rng.integers(0, 2)):
         _stroke(rng, image, label, unit)
-    return _finish(rng, image), label
+    return _light_and_noise(rng, image), label
 
 
 def generate_object(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
@@ -245,10 +258,10 @@ def generate_object(rng: np.random.Generator, cls: int, size: int) -> np.ndarray
     _object(rng, image, label, unit, cls=cls, spread=0.1)
     for _ in range(rng.integers(0, 2)):
         _stroke(rng, image, label, unit)
-    return _finish(rng, image)
+    return _light_and_noise(rng, image)
 
 
-def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def _light_and_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Illumination gradient and pixel noise over a float H×W×3 image; returns it as uint8."""
     height, width = image.shape[:2]
     gy, gx = rng.uniform(-0.25, 0.25, 2)
@@ -262,8 +275,21 @@ def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return image.astype(np.uint8)
 
 
+def synthetic_variant(name: str) -> tuple[list[str], list[list[int]], SceneGenerator]:
+    """(classes, palette, scene generator) of the synthetic setting ``name`` (one of SYNTHETIC_VARIANTS)."""
+    if name == "standard":
+        return SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, generate_scene
+    if name == "capacity":
+        from edgeseg.data import synthetic_capacity as capacity
+
+        return capacity.CAPACITY_CLASSES, capacity.CAPACITY_PALETTE, capacity.generate_capacity_scene
+    raise InputError(f"data.synthetic_variant: expected one of {', '.join(SYNTHETIC_VARIANTS)}, got {name!r}")
+
+
 class SyntheticSegDataset(SegDataset):
     """The built-in synthetic dataset: ``num_samples`` scenes of ``size`` pixels, drawn on demand.
+
+    ``variant`` picks the setting (``SYNTHETIC_VARIANTS``): its classes and how scenes are drawn.
 
     ``size`` is a side or ``(height, width)``. Sample ``i`` of ``split`` depends only on ``(seed, split, i)``,
     so workers, reruns and machines agree; different splits draw different scenes.
@@ -277,22 +303,25 @@ class SyntheticSegDataset(SegDataset):
         seed: int = 0,
         ignore_index: int = IGNORE_INDEX,
         num_classes: int | None = None,
+        variant: str = "standard",
     ) -> None:
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        classes, palette, self._generate = synthetic_variant(variant)
         if min(height, width) < 32:
             raise InputError(f"synthetic image size must be at least 32 pixels, got {height}x{width}")
         if num_samples < 1:
             raise InputError(f"synthetic split {split!r} needs at least one sample, got {num_samples}")
-        if num_classes is not None and num_classes != len(SYNTHETIC_CLASSES):
+        if num_classes is not None and num_classes != len(classes):
             raise InputError(
-                f"data.num_classes is {num_classes} but the synthetic dataset has "
-                f"{len(SYNTHETIC_CLASSES)} classes"
+                f"data.num_classes is {num_classes} but the synthetic dataset has {len(classes)} classes "
+                f"({variant} setting)"
             )
         self.root = "synthetic"
         self.split = split
         self.layout = "synthetic"
-        self.classes = list(SYNTHETIC_CLASSES)
-        self.palette = [list(c) for c in SYNTHETIC_PALETTE]
+        self.variant = variant
+        self.classes = list(classes)
+        self.palette = [list(c) for c in palette]
         self.ignore_index = ignore_index
         self.fixed_size = (height, width)
         self.seed = seed
@@ -305,4 +334,4 @@ class SyntheticSegDataset(SegDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         index = self._index(index)
         rng = np.random.default_rng([self.seed, self._split_key, index])
-        return generate_scene(rng, *self.fixed_size)
+        return self._generate(rng, *self.fixed_size)

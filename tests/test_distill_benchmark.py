@@ -1,0 +1,97 @@
+"""benchmarks/distill.py: plateau evidence; a resumed benchmark reads finished runs back (no timing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill.py"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("distill_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plateau_compares_the_last_third_with_what_came_before(bench: ModuleType) -> None:
+    flat = [[2, 0.30], [4, 0.40], [8, 0.41], [10, 0.414], [12, 0.412]]
+    assert bench.plateau(flat, 12, 0.005) == {
+        "last_third_from_epoch": 8,
+        "gain": pytest.approx(0.004),
+        "plateaued": True,
+    }
+    rising = [[3, 0.30], [6, 0.40], [9, 0.43], [12, 0.45]]
+    result = bench.plateau(rising, 12, 0.005)
+    assert result["gain"] == pytest.approx(0.05) and result["plateaued"] is False
+    falling = [[3, 0.30], [6, 0.40], [9, 0.38], [12, 0.39]]  # a dip in the last third is still a plateau
+    assert bench.plateau(falling, 12, 0.005)["plateaued"] is True
+    assert bench.plateau([[12, 0.4]], 12, 0.005)["plateaued"] is None  # nothing to compare with
+
+
+@pytest.mark.slow
+def test_benchmark_writes_the_fields_and_resumes_without_retraining(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    tiny = [
+        "data.synthetic_size=32",
+        "data.crop_size=32",
+        "data.synthetic_train=8",
+        "data.synthetic_val=4",
+        "data.batch_size=4",
+        "train.epochs=3",
+        "train.eval_interval=1",
+    ]
+    args = [
+        "--recipe",
+        str(RECIPES / "distill_capacity_deeplabv3plus.yaml"),
+        "--seeds",
+        "1",
+        "--work-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "result"),
+        "--bench-runs",
+        "2",
+    ]
+    for item in tiny:
+        args += ["--set", item, "--teacher-set", item]
+    assert bench.main(args) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    for key in (
+        "teacher_model",
+        "student_model",
+        "alone_miou",
+        "distilled_miou",
+        "teacher_miou",
+        "gap_closed",
+        "seeds",
+        "alone_at_plateau",
+        "machine",
+        "command",
+    ):
+        assert key in result
+    assert result["teacher_model"]["kwargs"]["backbone"] == "resnet18"
+    seed0 = result["per_seed"]["0"]
+    assert [e for e, _ in seed0["alone_run"]["curve"]] == [1, 2, 3]
+    assert seed0["alone_run"]["plateau"]["last_third_from_epoch"] == 2
+    assert seed0["alone"] == seed0["alone_run"]["curve"][-1][1]
+    assert "Validation curves" in (tmp_path / "result.md").read_text()
+
+    metrics = tmp_path / "runs" / "alone_s0" / "metrics.jsonl"
+    before = metrics.read_text()
+    assert bench.main([*args, "--resume"]) == 0  # every run finished: read back, nothing retrained
+    again = json.loads((tmp_path / "result.json").read_text())
+    assert metrics.read_text() == before
+    assert again["per_seed"]["0"]["alone"] == seed0["alone"]
+    assert again["per_seed"]["0"]["distilled"] == seed0["distilled"]
+    assert again["teacher_run"]["curve"] == result["teacher_run"]["curve"]
