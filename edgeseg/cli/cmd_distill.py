@@ -7,25 +7,19 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.cli.run_options import Force, Output, Overrides, Quiet, Resume, run_job
+
 
 def distill_command(
     recipe: Annotated[
         Path | None,
         typer.Argument(help="Distillation recipe (YAML): the student's training sections plus 'distill:'."),
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/RECIPE_NAME).")
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a recipe key, e.g. --set distill.weights.kd=2 (repeatable)."),
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option("--resume", help="Continue the run in this folder from its last.pt."),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Start again in a folder that holds a run.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    output: Output = None,
+    overrides: Overrides = None,
+    resume: Resume = None,
+    force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Distil a teacher into a student: pixel-wise KD, channel-wise KD, relation KD and feature KD plus CE.
 
@@ -40,16 +34,12 @@ def distill_command(
     (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.
     """
     from edgeseg.distill.run import distill, load_distill_recipe, resume_distill_recipe, teacher_miou
-    from edgeseg.train.distributed import is_main_process
-    from edgeseg.train.rundir import resolve_run
 
-    sets = list(overrides or [])
-    load, load_resumed = load_distill_recipe, resume_distill_recipe
-    cfg, run_dir, note = resolve_run(recipe, output, resume, sets, load=load, load_resumed=load_resumed)
-    if note:
-        typer.echo(note, err=True)
-    result = distill(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)
-    if not is_main_process():
+    result = run_job(
+        recipe, output, resume, overrides, load=load_distill_recipe, load_resumed=resume_distill_recipe,
+        job=distill, force=force, quiet=quiet,
+    )  # fmt: skip
+    if result is None:
         return
     teacher = teacher_miou(result.run_dir)
     typer.echo(

@@ -11,25 +11,19 @@ from typing import Annotated
 
 import typer
 
+from edgeseg.cli.run_options import Force, Output, Overrides, Quiet, Resume, run_job
+
 
 def pretrain_command(
     recipe: Annotated[
         Path | None,
         typer.Argument(help="Pretraining recipe (YAML), e.g. recipes/pretrain_dsnet_synthetic.yaml."),
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Run folder (default: runs/RECIPE_NAME).")
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a recipe key, e.g. --set train.epochs=1 (repeatable)."),
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option("--resume", help="Continue the run in this folder from its last.pt (no RECIPE needed)."),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Start again in a folder that holds a run.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    output: Output = None,
+    overrides: Overrides = None,
+    resume: Resume = None,
+    force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Pretrain a backbone (model.name: dsnet, qdsnet, mobilenetv2, resnet18...) as an image classifier.
 
@@ -39,17 +33,12 @@ def pretrain_command(
     model.pretrained in a segmentation recipe on the same backbone.
     """
     from edgeseg.pretrain import load_pretrain_recipe, pretrain, resume_pretrain_recipe
-    from edgeseg.train.distributed import is_main_process
-    from edgeseg.train.rundir import resolve_run
 
-    sets = list(overrides or [])
-    cfg, run_dir, note = resolve_run(
-        recipe, output, resume, sets, load=load_pretrain_recipe, load_resumed=resume_pretrain_recipe
-    )
-    if note:
-        typer.echo(note, err=True)
-    result = pretrain(cfg, run_dir, resume=resume is not None, force=force, progress=not quiet)
-    if is_main_process():
+    result = run_job(
+        recipe, output, resume, overrides, load=load_pretrain_recipe, load_resumed=resume_pretrain_recipe,
+        job=pretrain, force=force, quiet=quiet,
+    )  # fmt: skip
+    if result is not None:
         typer.echo(
             f"best top-1 {result.best_miou:.4f} at epoch {result.best_epoch}; "
             f"checkpoints in {result.run_dir} ({result.best_path.name}, {result.last_path.name})"

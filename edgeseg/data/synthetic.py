@@ -156,20 +156,36 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return field
 
 
-def _stroke(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
-    """Draw a straight stroke of random colour and width, labelled background."""
-    height, width = label.shape
+def _segment(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    length: tuple[float, float],
+    half: tuple[float, float],
+    unit: float,
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, float] | None:
+    """Draw a random straight band: its length a ``length`` share of the shorter side, its half-width ``half``
+    times ``unit`` pixels (both ranges). Returns (window, position along the band 0..1, pixels within the
+    band, length), or None when it misses the image."""
+    height, width = shape
     y0, x0 = rng.uniform(0, height), rng.uniform(0, width)
-    length, angle = rng.uniform(0.1, 0.5) * min(height, width), rng.uniform(0, 2 * np.pi)
-    dy, dx = np.sin(angle) * length, np.cos(angle) * length
-    half = rng.uniform(0.6, 1.4) * unit
-    win = _window(y0 + dy / 2, x0 + dx / 2, length / 2 + half, height, width)
+    size, angle = rng.uniform(*length) * min(height, width), rng.uniform(0, 2 * np.pi)
+    dy, dx = np.sin(angle) * size, np.cos(angle) * size
+    radius = rng.uniform(*half) * unit
+    win = _window(y0 + dy / 2, x0 + dx / 2, size / 2 + radius, height, width)
     if win is None:
-        return
+        return None
     yy, xx = _grid(height, width)
     py, px = yy[win] - y0, xx[win] - x0
-    t = np.clip((py * dy + px * dx) / (length * length), 0.0, 1.0)
-    on = (py - t * dy) ** 2 + (px - t * dx) ** 2 <= half * half
+    t = np.clip((py * dy + px * dx) / (size * size), 0.0, 1.0)
+    return win, t, (py - t * dy) ** 2 + (px - t * dx) ** 2 <= radius * radius, size
+
+
+def _stroke(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
+    """Draw a straight stroke of random colour and width, labelled background."""
+    band = _segment(rng, label.shape, (0.1, 0.5), (0.6, 1.4), unit)
+    if band is None:
+        return
+    win, _, on, _ = band
     image[win][on] = rng.uniform(0, 255, 3)
     label[win][on] = 0
 

@@ -35,6 +35,7 @@ from edgeseg.data.synthetic import (
     _colour_pair,
     _grid,
     _light_and_noise,
+    _segment,
     _shape,
     _speck,
     _stroke,
@@ -103,18 +104,10 @@ def _region(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit
 
 def _wire(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, unit: float) -> None:
     """Draw a dashed straight line about 2 pixels wide, labelled ``wire`` where it is drawn."""
-    height, width = label.shape
-    y0, x0 = rng.uniform(0, height), rng.uniform(0, width)
-    length, angle = rng.uniform(0.3, 0.8) * min(height, width), rng.uniform(0, 2 * np.pi)
-    dy, dx = np.sin(angle) * length, np.cos(angle) * length
-    half = rng.uniform(0.75, 1.25) * unit
-    win = _window(y0 + dy / 2, x0 + dx / 2, length / 2 + half, height, width)
-    if win is None:
+    band = _segment(rng, label.shape, (0.3, 0.8), (0.75, 1.25), unit)
+    if band is None:
         return
-    yy, xx = _grid(height, width)
-    py, px = yy[win] - y0, xx[win] - x0
-    t = np.clip((py * dy + px * dx) / (length * length), 0.0, 1.0)
-    near = (py - t * dy) ** 2 + (px - t * dx) ** 2 <= half * half
+    win, t, near, length = band
     period = rng.uniform(5.0, 8.0) * unit / length  # dash period along the line, as a fraction of it
     dashed = ((t / period + rng.random()) % 1.0) < 0.55
     on = near & dashed
