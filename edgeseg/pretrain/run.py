@@ -77,19 +77,7 @@ def classification_metrics(run: Any, model: nn.Module) -> dict[str, Any]:
     """Top-1/top-5 of ``model`` on ``run.val_ds`` (the loop's evaluator for pretraining)."""
     from edgeseg.pretrain.evaluate import evaluate_classifier
 
-    r = run.recipe
-    m = evaluate_classifier(
-        model,
-        run.val_ds,
-        data_cfg=r.data,
-        mean=run.mean,
-        std=run.std,
-        device=run.device,
-        amp=r.train.amp,
-        channels_last=r.train.channels_last,
-        ctx=run.ctx,
-    )
-    return m.to_dict()
+    return evaluate_classifier(model, run.val_ds, **run.eval_settings()).to_dict()
 
 
 def pretrain(

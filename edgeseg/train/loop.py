@@ -39,18 +39,7 @@ with the highest ``metrics[score]`` (``fit``'s ``score``, ``"miou"`` by default)
 
 def segmentation_metrics(run: Run, model: nn.Module) -> dict[str, Any]:
     """mIoU, pixel accuracy and per-class IoU of ``model`` on ``run.val_ds`` (the default evaluator)."""
-    r = run.recipe
-    m = evaluate(
-        model,
-        run.val_ds,
-        data_cfg=r.data,
-        mean=run.mean,
-        std=run.std,
-        device=run.device,
-        amp=r.train.amp,
-        channels_last=r.train.channels_last,
-        ctx=run.ctx,
-    )
+    m = evaluate(model, run.val_ds, **run.eval_settings())
     return clean_metrics(m.to_dict(run.val_ds.classes))
 
 

@@ -99,6 +99,20 @@ class Run:
     def ignore_index(self) -> int:
         return self.train_ds.ignore_index
 
+    def eval_settings(self) -> dict[str, Any]:
+        """How this run's evaluators read and run the validation data (keyword arguments of
+        ``train.evaluate.evaluate`` and ``pretrain.evaluate.evaluate_classifier``)."""
+        r = self.recipe
+        return {
+            "data_cfg": r.data,
+            "mean": self.mean,
+            "std": self.std,
+            "device": self.device,
+            "amp": r.train.amp,
+            "channels_last": r.train.channels_last,
+            "ctx": self.ctx,
+        }
+
 
 def build_run(
     recipe: Recipe,
