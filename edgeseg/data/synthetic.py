@@ -217,16 +217,16 @@ def _object(
     label: np.ndarray,
     unit: float,
     cls: int | None = None,
-    spread: float = 0.45,
+    centre: tuple[float, float] = (0.05, 0.95),
 ) -> None:
     """Draw one object over ``image`` and write its class into ``label``: class ``cls`` (random if None),
-    centred within ``spread`` of the image size around the middle (0.45: anywhere)."""
+    its centre anywhere in the ``centre`` range of each side (fractions of the image's height and width)."""
     height, width = label.shape
     if cls is None:
         cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
     shape, texture = _KINDS[cls]
     r = rng.uniform(14.0, 28.0) * unit
-    cy, cx = rng.uniform(0.5 - spread, 0.5 + spread, 2) * (height, width)
+    cy, cx = rng.uniform(*centre) * height, rng.uniform(*centre) * width
     win = _window(cy, cx, 1.45 * r, height, width)
     if win is None:
         return
@@ -271,7 +271,7 @@ def generate_object(rng: np.random.Generator, cls: int, size: int) -> np.ndarray
         _stroke(rng, image, label, unit)
     for _ in range(rng.integers(1, 4)):
         _speck(rng, image, label, unit)
-    _object(rng, image, label, unit, cls=cls, spread=0.1)
+    _object(rng, image, label, unit, cls=cls, centre=(0.4, 0.6))
     for _ in range(rng.integers(0, 2)):
         _stroke(rng, image, label, unit)
     return _light_and_noise(rng, image)
