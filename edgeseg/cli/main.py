@@ -112,4 +112,9 @@ def main() -> None:
     except ClickException as err:  # usage errors carry their own exit code
         err.show()
         sys.exit(err.exit_code)
-    sys.exit(rc if isinstance(rc, int) else 0)
+    code = rc if isinstance(rc, int) else 0
+    if "torch.distributed" in sys.modules:  # a command that trained may run as a torchrun worker
+        from edgeseg.train.distributed import exit_worker
+
+        exit_worker(code)
+    sys.exit(code)

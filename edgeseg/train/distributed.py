@@ -7,6 +7,7 @@ process and the helpers below are no-ops. NCCL is used on CUDA, gloo on CPU.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,22 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def env_world_size() -> int:
+    """How many processes torchrun started (``WORLD_SIZE``), 1 outside it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def exit_worker(code: int) -> None:
+    """End a torchrun worker with ``code`` once its command is done, skipping interpreter shutdown: with the
+    gloo backend, C++ threads left by the process group sometimes abort the process as static objects are
+    destroyed ("terminate called without an active exception"), which torchrun reports as a failed run
+    though every file was written. Outside torchrun this returns and the process exits normally."""
+    if env_world_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def is_main_process() -> bool:
     """Whether this process is rank 0 (always, outside torchrun): the one that prints and writes."""
     return env_rank() == 0
@@ -62,7 +79,7 @@ def is_main_process() -> bool:
 
 def setup(device_name: str) -> DistContext:
     """Join the process group when launched by torchrun, and pick this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_world_size()
     rank = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
