@@ -74,7 +74,7 @@ def machine_info(threads: int | None = None) -> MachineInfo:
     return MachineInfo(
         cpu=cpu,
         instruction_sets=None if flags is None else tuple(f for f in INSTRUCTION_SETS if f in flags),
-        logical_cpus=_usable_cpus(),
+        logical_cpus=usable_cpus(),
         threads=threads,
         onnxruntime=_version(*ORT_DISTRIBUTIONS),
         torch=_version("torch"),
@@ -98,7 +98,7 @@ def _cpu_model_and_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, se
     return cpu, None if flags is None else set(flags.split())
 
 
-def _usable_cpus() -> int | None:
+def usable_cpus() -> int | None:
     """CPUs this process may run on (its affinity where the OS has one, else all)."""
     try:
         return len(os.sched_getaffinity(0))

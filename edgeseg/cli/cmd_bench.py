@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -33,10 +32,9 @@ def parse_ints(value: str, option: str) -> list[int]:
 
 def default_threads() -> int:
     """The CPUs this process may run on (the figure recorded when --threads is not given)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    from edgeseg.bench.machine import usable_cpus
+
+    return usable_cpus() or 1
 
 
 def bench(

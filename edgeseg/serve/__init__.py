@@ -9,16 +9,11 @@ The web stack is imported on first use of ``create_app``/``run_server``, so ``ed
 the CLI reads its defaults from) works without the extra.
 """
 
-from typing import Any
-
+from edgeseg.lazy import lazy_getattr
 from edgeseg.serve.settings import ServeSettings
 
-__all__ = ["ServeSettings", "create_app", "run_server"]
+_LAZY = {"create_app": "edgeseg.serve.app", "run_server": "edgeseg.serve.app"}
 
+__all__ = ["ServeSettings", *_LAZY]
 
-def __getattr__(name: str) -> Any:
-    if name in ("create_app", "run_server"):
-        from edgeseg.serve import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'edgeseg.serve' has no attribute {name!r}")
+__getattr__ = lazy_getattr("edgeseg.serve", _LAZY)

@@ -165,8 +165,7 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
         Segmenter(model_path, provider=cfg.provider, threads=cfg.threads) for _ in range(cfg.workers)
     ]
     model = segmenters[0]
-    batcher_ref: list[Batcher] = []
-    metrics = ServeMetrics(queue_depth=lambda: batcher_ref[0].depth if batcher_ref else 0)
+    metrics = ServeMetrics(queue_depth=lambda: batcher.depth)  # read by /metrics, after the batcher exists
     batcher = Batcher(
         segmenters,
         cfg.max_batch,
@@ -175,7 +174,6 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
         on_batch=metrics.observe_batch,
         track_arrivals=True,
     )
-    batcher_ref.append(batcher)
     info = model_info(model, cfg)
     page = resources.files("edgeseg.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 

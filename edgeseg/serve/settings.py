@@ -10,8 +10,6 @@ from typing import Any
 
 from edgeseg.errors import InputError
 
-PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
-
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -58,8 +56,12 @@ class ServeSettings:
             raise InputError("max_wait_ms and graceful_timeout_s must not be negative")
         if not 0 < self.port < 65536:
             raise InputError(f"port must be within 1..65535, got {self.port}")
-        if self.provider not in PROVIDERS:
-            raise InputError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
+        from edgeseg.runtime.providers import (
+            PROVIDER_CHOICES,  # here: the CLI reads these defaults at start-up
+        )
+
+        if self.provider not in PROVIDER_CHOICES:
+            raise InputError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {self.provider!r}")
         if not 0.0 <= self.overlay_alpha <= 1.0:
             raise InputError(f"overlay_alpha must be within [0, 1], got {self.overlay_alpha}")
 
