@@ -46,12 +46,18 @@ def eval_command(
     from edgeseg.train.evaluate import evaluate_file
 
     lines: list[str] = []
-    if model.suffix.lower() != ".onnx" and _is_classifier(model):
-        _eval_classifier(model, data, split, list(overrides or []), as_json, device)
-        return
+    ckpt = None
+    if model.suffix.lower() != ".onnx":
+        from edgeseg.checkpoint import load_checkpoint
+        from edgeseg.models import is_classifier
+
+        ckpt = load_checkpoint(model)
+        if is_classifier(ckpt["model"]):
+            _eval_classifier(model, ckpt, data, split, list(overrides or []), as_json, device)
+            return
     metrics, classes = evaluate_file(
         model, data, split, overrides=list(overrides or []), device=device, provider=provider,
-        log=lines.append,
+        log=lines.append, checkpoint=ckpt,
     )  # fmt: skip
     result = metrics.to_dict(classes)
     if as_json:
@@ -72,21 +78,14 @@ def eval_command(
     console.print(f"mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_acc']:.4f}", highlight=False)
 
 
-def _is_classifier(path: Path) -> bool:
-    from edgeseg.checkpoint import load_checkpoint
-    from edgeseg.models import is_classifier
-
-    return is_classifier(load_checkpoint(path)["model"])
-
-
 def _eval_classifier(
-    model: Path, data: str | None, split: str, overrides: list[str], as_json: bool, device: str
+    model: Path, ckpt: dict, data: str | None, split: str, overrides: list[str], as_json: bool, device: str
 ) -> None:
     from edgeseg.pretrain import evaluate_classifier_file
 
     lines: list[str] = []
     metrics, _ = evaluate_classifier_file(
-        model, data, split, overrides=overrides, device=device, log=lines.append
+        model, data, split, overrides=overrides, device=device, log=lines.append, checkpoint=ckpt
     )
     if as_json:
         typer.echo(json.dumps(metrics.to_dict()))

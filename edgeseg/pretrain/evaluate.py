@@ -71,9 +71,11 @@ def evaluate_classifier_file(
     overrides: Sequence[str] = (),
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    checkpoint: dict | None = None,
 ) -> tuple[ClassMetrics, list[str]]:
     """Top-1/top-5 of a pretrain checkpoint on ``split`` of its own data (``data`` replaces the root, a
-    folder or ``synthetic``; ``overrides`` adjust the data settings); returns (metrics, class names)."""
+    folder or ``synthetic``; ``overrides`` adjust the data settings); returns (metrics, class names).
+    ``checkpoint``: the checkpoint at ``path`` when the caller has loaded it already."""
     from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
     from edgeseg.config import data_settings
     from edgeseg.data.classification import build_classification_dataset
@@ -81,7 +83,7 @@ def evaluate_classifier_file(
     from edgeseg.train.distributed import resolve_device
 
     p = Path(path)
-    ckpt = load_checkpoint(p)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(p)
     if not is_classifier(ckpt["model"]):
         raise InputError(f"{p} is a segmentation checkpoint, not a pretrained classifier")
     base = (ckpt.get("recipe") or {}).get("data") or None

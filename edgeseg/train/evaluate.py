@@ -186,6 +186,7 @@ def evaluate_file(
     device: str = "auto",
     provider: str = "auto",
     log: Callable[[str], None] | None = None,
+    checkpoint: dict | None = None,
 ) -> tuple[SegMetrics, list[str]]:
     """Evaluate a checkpoint (``.pt``) or an exported model (``.onnx``); return (metrics, class names).
 
@@ -194,6 +195,7 @@ def evaluate_file(
     pipeline's report; ``data`` replaces the root (a folder or ``synthetic``) and ``overrides``
     (``data.key=value``) adjust the rest. A file without data settings (from another tool) needs ``data``
     and gets the defaults apart from ``overrides``. ``log`` hears one line saying what was evaluated on.
+    ``checkpoint``: the checkpoint at ``path`` when the caller has loaded it already.
     """
     from edgeseg.checkpoint import load_checkpoint, model_from_checkpoint
     from edgeseg.config import data_settings
@@ -212,7 +214,7 @@ def evaluate_file(
             raise InputError(f"{p} carries no data settings: pass --data PATH|synthetic to say what to use")
         ckpt: dict = {}
     else:
-        ckpt = load_checkpoint(p)
+        ckpt = checkpoint if checkpoint is not None else load_checkpoint(p)
         base = (ckpt.get("recipe") or {}).get("data") or None
     cfg = data_settings(overrides, base, root=data, source=f"{p} data settings")
     dataset = build_dataset(cfg.root, split, cfg)
