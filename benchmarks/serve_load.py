@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from edgeseg.bench.render import environment  # noqa: E402
 from edgeseg.runtime import Segmenter, decode_rgb, mask_image  # noqa: E402
 from edgeseg.serve.settings import ServeSettings  # noqa: E402
+from edgeseg.sizes import parse_hw  # noqa: E402
 
 MALFORMED_KINDS = ("not_an_image", "truncated", "wrong_content_type", "too_many_pixels")
 EXPECTED_STATUS = {"not_an_image": 400, "truncated": 400, "wrong_content_type": 415, "too_many_pixels": 413}
@@ -322,15 +323,12 @@ def _errors(tally: Tally) -> str:
 
 
 def report(args, env, direct, phases) -> str:
-    sets = env.get("instruction_sets")
-    flags = ", ".join(sets) if sets else "unknown"
-    ort = env["onnxruntime"]
     lines = [
         "## edgeseg serve under load",
         "",
-        f"- machine: {env['cpu']}, {env['cpu_count']} logical CPUs, instruction sets: {flags}",
-        f"- ONNX Runtime {ort['version']} ({ort['package']}), CPU provider; intra-op threads per session: "
-        f"{args.threads or 'ONNX Runtime default'}; Python {env['python']}; {env['platform']}",
+        f"- machine: {env['description']}",
+        f"- {env['onnxruntime']['package']} package, CPU provider; intra-op threads per session: "
+        f"{args.threads or 'ONNX Runtime default'}; Python {env['python']}",
         f"- model: {args.model} ; images: {args.sizes} ({args.images} synthetic scenes, PNG uploads)",
         f"- server settings: --max-wait-ms {args.max_wait_ms}, --max-queue {args.max_queue}, 1 worker",
         f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
@@ -410,12 +408,11 @@ def main() -> None:
         raise SystemExit(f"model not found: {args.model}")
     if not 0 <= args.malformed < 1:
         raise SystemExit(f"--malformed must be within [0, 1), got {args.malformed}")
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    sizes = [parse_hw(s, "--sizes") for s in args.sizes.split(",")]
     images = scenes(sizes, args.images)
     uploads = [_png(img) for img in images]
-    seg = Segmenter(args.model, provider="cpu", threads=args.threads or None)
-    references = [seg.predict(img) for img in images]
     direct_runner = Direct(args.model, args.threads, images, uploads)
+    references = [direct_runner.seg.predict(img) for img in images]
     direct = direct_baseline(direct_runner, args.direct_seconds)
     direct["model_batch"] = model_batch_gain(direct_runner, args.max_batch, args.direct_seconds)
     phases = [

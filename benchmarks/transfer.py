@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeseg.bench.machine import machine_info
 from edgeseg.errors import EdgesegError
 from edgeseg.fileio import check_writable, write_text_atomic
 
@@ -148,26 +149,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "gain_over_3_std": gain > 3 * std,
         "seconds": time.perf_counter() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
-        "machine": {
-            "cpu": cpu_name(),
-            "torch_threads": torch.get_num_threads(),
-            "os_cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "machine": machine_info(torch.get_num_threads()).to_dict(),
         "command": "python " + shlex.join(sys.argv),
     }
-
-
-def cpu_name() -> str:
-    """CPU model and its vector instruction sets (Linux)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
-    sets = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{name} ({', '.join(sets) or 'no AVX2'})"
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -208,8 +192,7 @@ def markdown(r: dict[str, Any]) -> str:
             for i, e in enumerate(epochs)
         ),
         "",
-        f"Machine: {r['machine']['cpu']}, {r['machine']['torch_threads']} torch thread(s), "
-        f"{r['machine']['os_cpus']} CPUs visible, torch {r['machine']['torch']}; load average "
+        f"Machine: {r['machine']['description']}; load average "
         f"{r['load_average']['start'][0]:.1f} at the start and {r['load_average']['end'][0]:.1f} at the end "
         "(the machine was shared).",
         "",
