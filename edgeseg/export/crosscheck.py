@@ -13,10 +13,8 @@ import onnx
 
 from edgeseg.errors import InputError
 from edgeseg.export.runtimes import RUNTIMES, RuntimeUnavailable, check_runtime
-from edgeseg.export.tolerances import Tolerances
+from edgeseg.export.tolerances import NO_LIMITS
 from edgeseg.export.validate import ValidationResult, validate_onnx
-
-NO_LIMITS = Tolerances(max_abs=None, max_rel=None, min_agreement=None, max_miou_delta=None)
 
 
 @dataclass

@@ -17,5 +17,7 @@ class Tolerances:
 
 
 FP32_TOLERANCES = Tolerances()
+NO_LIMITS = Tolerances(max_abs=None, max_rel=None, min_agreement=None, max_miou_delta=None)
+"""Every check off: a comparison that only reports (INT8 against FP32, one runtime against another)."""
 DEFAULT_MAX_IMAGES = 8
 """Validation images the parity gate takes from a dataset (``--max-images``, ``export.val_images``)."""

@@ -104,7 +104,8 @@ def quantize_model(
     On success, the INT8 file is also compared with its FP32 model on ``samples`` (logit difference and
     argmax agreement) for the report's parity columns.
     """
-    from edgeseg.export import Tolerances, validate_onnx
+    from edgeseg.export import validate_onnx
+    from edgeseg.export.tolerances import NO_LIMITS
     from edgeseg.quantize.api import quantize_file
 
     try:
@@ -125,8 +126,9 @@ def quantize_model(
         )
     except GateFailed as err:
         return {"passed": False, "message": str(err), "max_drop": settings.max_drop}
-    off = Tolerances(max_abs=None, max_rel=None, min_agreement=None, max_miou_delta=None)
-    parity = validate_onnx(int8_path, fp32_path, samples=samples, tolerances=off)
+    if log is not None:
+        log(report.summary())
+    parity = validate_onnx(int8_path, fp32_path, samples=samples, tolerances=NO_LIMITS)
     return {
         "passed": True,
         "path": str(int8_path),

@@ -262,14 +262,7 @@ class _Pipeline:
                 force=self.force,
                 log=self.ui.log,
             )
-            if result["passed"]:
-                gate = result["gate"]
-                self.ui.log(
-                    f"INT8: mIoU {gate['miou_fp32']:.2f} -> {gate['miou_int8']:.2f} "
-                    f"({gate['drop']:+.2f} lost, allowed {gate['max_drop']:.2f}); "
-                    f"nodes kept float: {len(gate['float_nodes'])}"
-                )
-            else:
+            if not result["passed"]:
                 self.ui.log(f"INT8 gate failed; going on without the INT8 model: {result['message']}")
             return result, [target] if result["passed"] else []
 
