@@ -130,3 +130,13 @@ print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+
+
+@pytest.mark.parametrize("flag", [(), ("--access-log",)], ids=["default", "access-log"])
+def test_access_log_is_opt_in(model, flag):
+    with server(model, *flag) as (base, proc):
+        assert post(base, encode(rgb(16, 16)))[0] == 200
+        proc.terminate()
+        out = proc.stdout.read().decode()
+    logged = re.search(r'"POST /v1/segment HTTP/1\.1" 200', out) is not None
+    assert logged == bool(flag), out

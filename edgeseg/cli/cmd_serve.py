@@ -32,6 +32,9 @@ def serve(
         int, typer.Option(help="ONNX Runtime sessions, each runs one batch at a time.")
     ] = D.workers,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime intra-op threads per session.")] = None,
+    access_log: Annotated[
+        bool, typer.Option(help="Log one line per request (off: /metrics counts requests).")
+    ] = D.access_log,
 ) -> None:
     """Serve a model over HTTP: POST /v1/segment, GET /v1/model, /healthz, /metrics, a page at / and /docs.
 
@@ -57,6 +60,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         workers=workers,
         threads=threads,
+        access_log=access_log,
     )
 
 

@@ -8,19 +8,17 @@ the model), ``/docs``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -103,18 +101,15 @@ async def _unless_gone(request: Request, work: asyncio.Future, pending: _Pending
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        if not work.done():
+            pending.abandon()
 
-    watcher = asyncio.ensure_future(disconnected())
+    watcher = asyncio.get_running_loop().create_task(disconnected())
     try:
-        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        result = await work
     finally:
         watcher.cancel()
-    if not work.done():
-        pending.abandon()
-        with contextlib.suppress(Exception):
-            await work  # returns as soon as the job is cancelled, or its batch is done
-        return None
-    return work.result()
+    return None if pending.gone else result
 
 
 def model_info(segmenter: Segmenter, settings: ServeSettings) -> dict[str, Any]:
@@ -179,7 +174,8 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
 
     # One thread per request does decode → queue → wait → encode: two thread hand-offs fewer than going
     # back to the event loop between steps. Enough threads that the queue limit, not threads, refuses work.
-    limiter = anyio.CapacityLimiter(cfg.max_queue + cfg.workers * cfg.max_batch + 16)
+    # A plain executor: anyio.to_thread's capacity limiter and checkpoints cost event-loop turns per request.
+    requests = ThreadPoolExecutor(cfg.max_queue + cfg.workers * cfg.max_batch + 16, "edgeseg-request")
     retry = {"Retry-After": str(cfg.retry_after_s)}
 
     def handle(data: bytes, name: str, fmt: str, arrival: Arrival, pending: _Pending) -> tuple | None:
@@ -204,6 +200,7 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await run_in_threadpool(batcher.close, cfg.graceful_timeout_s)
+        requests.shutdown(wait=False)
 
     app = FastAPI(
         title="edgeseg serve",
@@ -259,7 +256,7 @@ def create_app(model_path: str | os.PathLike, **settings: Any) -> FastAPI:
                 return Response(status_code=CLIENT_GONE)
             pending = _Pending()
             job = functools.partial(handle, data, name, format, arrival, pending)
-            work = asyncio.ensure_future(anyio.to_thread.run_sync(job, limiter=limiter))
+            work = asyncio.get_running_loop().run_in_executor(requests, job)
             outcome = await _unless_gone(request, work, pending)
         if outcome is None:
             metrics.client_gone.inc()
@@ -300,6 +297,7 @@ def run_server(model_path: str | os.PathLike, **settings: Any) -> None:
         port=cfg.port,
         timeout_graceful_shutdown=int(cfg.graceful_timeout_s) or None,
         log_level="info",
+        access_log=cfg.access_log,
     )
 
 
