@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgeseg.checkpoint import load_checkpoint
-from edgeseg.distill.inherit import inherit_weights, select_tensor, spread_indices
+from edgeseg.distill.inherit import decompose_conv, inherit_weights, select_tensor, spread_indices
 from edgeseg.errors import InputError
 from edgeseg.models import create
 from tests.test_distill_cli import _invoke, _recipe, _teacher
@@ -99,3 +99,67 @@ def test_student_init_value_and_unfit_teacher_are_clear_errors(tmp_path: Path) -
     assert result.exit_code != 0
     assert isinstance(result.exception, InputError)
     assert "distill.student_init=teacher" in str(result.exception) and str(teacher) in str(result.exception)
+
+
+def test_decompose_conv_is_exact_for_rank_one_slices_and_least_squares_otherwise() -> None:
+    torch.manual_seed(0)
+    exact = torch.randn(6, 4, 1, 1) * torch.randn(1, 4, 3, 3)  # every input channel's slice is rank 1
+    dw, pw = decompose_conv(exact)
+    assert dw.shape == (4, 1, 3, 3) and pw.shape == (6, 4, 1, 1)
+    assert torch.allclose(pw * dw.permute(1, 0, 2, 3), exact, atol=1e-5)
+    assert torch.allclose(dw.flatten(1).norm(dim=1), torch.ones(4)) and (dw.flatten(1).sum(1) >= 0).all()
+    full = torch.randn(6, 4, 3, 3)
+    dw, pw = decompose_conv(full)
+    error = (pw * dw.permute(1, 0, 2, 3) - full).norm()
+    # Eckart–Young: the residual of the best rank-1 fit is the norm of the other singular values
+    sv = torch.linalg.svdvals(full.permute(1, 0, 2, 3).reshape(4, 6, 9))
+    assert torch.isclose(error, sv[:, 1:].norm(), rtol=1e-4)
+
+
+def _rank_one_unet(seed: int) -> torch.nn.Module:
+    """A U-Net whose 3×3 convolutions (after the first) are exactly depthwise-separable in weight."""
+    from edgeseg.models.layers import ConvBNAct
+
+    torch.manual_seed(seed)
+    teacher = create("unet", num_classes=8, base_channels=16)
+    for m in teacher.modules():
+        if isinstance(m, ConvBNAct) and m[0].kernel_size == (3, 3) and m[0].in_channels > 3:
+            n, c = m[0].weight.shape[:2]
+            m[0].weight.data = torch.randn(n, c, 1, 1) * torch.randn(1, c, 3, 3) / c**0.5
+    return teacher
+
+
+def test_unet_ds_decomposed_from_a_unet_starts_near_its_outputs() -> None:
+    teacher = _rank_one_unet(0)
+    student = create("unet_ds", num_classes=8, width_mult=0.25)
+    scratch = create("unet_ds", num_classes=8, width_mult=0.25)
+    report = inherit_weights(student, teacher)
+    assert len(report.decomposed) == 21 and not report.kept  # 17 DSConv + 4 upsampling layers
+    assert "21 layers decomposed" in report.summary()
+    x = torch.rand(8, 3, 64, 64)
+    with torch.no_grad():
+        logits = [m(x) for m in (teacher, student, scratch)]
+
+    def similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = (t - t.mean(dim=(0, 2, 3), keepdim=True) for t in (a, b))
+        return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
+    assert similarity(logits[0], logits[1]) > 0.4  # about 0.57: BatchNorm and ReLU between the two halves
+    assert abs(similarity(logits[0], logits[2])) < 0.1
+
+
+def test_deeplabv3plus_head_is_decomposed_into_the_separable_student() -> None:
+    teacher = create("deeplabv3plus", num_classes=8, backbone="resnet18")
+    student = create("deeplabv3plus_mobilenetv2", num_classes=8)
+    report = inherit_weights(student, teacher)
+    assert report.decomposed == [
+        "aspp.branches.1",
+        "aspp.branches.2",
+        "aspp.branches.3",
+        "decoder.0",
+        "decoder.1",
+    ]
+    state = student.state_dict()
+    assert torch.equal(
+        state["decoder.1.1.1.running_var"], teacher.state_dict()["decoder.1.1.running_var"][::2]
+    )

@@ -28,7 +28,8 @@ def distill_command(
     metadata). An ONNX teacher serves the logit losses; feature KD needs a checkpoint.
 
     With distill.student_init=teacher, a student that is a narrower copy of the teacher's design starts
-    from the teacher's own weights (weight selection).
+    from the teacher's own weights (weight selection); its depthwise-separable layers that stand where the
+    teacher has full convolutions (U-Net to unet_ds, the DeepLabV3+ head) start from their decomposition.
 
     The run folder gets best.pt / last.pt (ordinary student checkpoints, adapters dropped), metrics.jsonl
     (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.

@@ -53,7 +53,9 @@ class DistillConfig:
     gets a 1×1-conv adapter that trains with the student and is dropped from the saved student.
     ``student_init``: ``scratch`` (the student's own initialisation, as ``edgeseg train`` builds it) or
     ``teacher``: weight selection from the teacher (``edgeseg.distill.inherit``), for a student that is a
-    narrower copy of the teacher's architecture (the same model at a smaller ``width_mult``).
+    narrower copy of the teacher's architecture (the same model at a smaller ``width_mult``); student
+    depthwise-separable layers where the teacher has full k×k convolutions (``unet`` → ``unet_ds``, the
+    DeepLabV3+ head) start from the convolutions' decomposition.
     """
 
     teacher: str = ""
