@@ -79,9 +79,7 @@ class InheritReport:
         """One line with the counts (and the first tensors kept at initialisation, if any)."""
         kept = f" ({', '.join(self.kept[:3])}{', ...' if len(self.kept) > 3 else ''})" if self.kept else ""
         decomposed = (
-            f", {len(self.decomposed)} layers decomposed from its convolutions"
-            if self.decomposed
-            else ""
+            f", {len(self.decomposed)} layers decomposed from its convolutions" if self.decomposed else ""
         )
         return (
             f"student initialised from the teacher by weight selection: {len(self.selected)} tensors "

@@ -69,6 +69,7 @@ class _Pipeline:
         self.fingerprints: dict[str, str] = {}
         self.index = 0
         self.total = self._count_stages()
+        self._data_line = ""  # logged once before the training stages
 
     def _count_stages(self) -> int:
         """Training and export stages per model, INT8 when enabled, evaluate, bench, report."""
@@ -111,13 +112,15 @@ class _Pipeline:
     def run(self) -> PipelineResult:
         """All stages in order; see the module docstring."""
         from edgeseg.train.builders import build_datasets
+        from edgeseg.train.setup import describe_data
 
         spec = self.spec
         self.out.mkdir(parents=True, exist_ok=True)
         if not (self.out / "pipeline.yaml").is_file():
             self._write_recipe()
         train_set, val_set = build_datasets(spec.student_recipe())
-        self.ui.log(f"data: {train_set.describe()}; val: {len(val_set)} images")
+        self._data_line = describe_data(train_set, val_set)
+        self.ui.log(self._data_line)
         trainings = self._train_all(train_set)
         which = spec.section("export").checkpoint
         checkpoints = {k: self.checkpoint(k, which) for k in trainings}
@@ -148,12 +151,18 @@ class _Pipeline:
         if not path.is_file() or path.read_text() != text:
             write_text_atomic(path, text)
 
+    def _stage_log(self, message: str) -> None:
+        """The training stages' log, less their trainer's data line: every stage trains on the data logged
+        once before them."""
+        if message != self._data_line:
+            self.ui.log(message)
+
     def _train_all(self, train_set: Any) -> dict[str, dict[str, Any]]:
         """Teacher (trained or reused), student alone (if ``baseline``), distilled student."""
         from edgeseg.pipeline.training import reuse_teacher, train_stage
 
         spec, runs = self.spec, self.out / "runs"
-        log, progress, force = self.ui.log, self.progress, self.force
+        log, progress, force = self._stage_log, self.progress, self.force
 
         def outputs(run_dir: Path) -> list[Path]:
             return [run_dir / name for name in ("best.pt", "last.pt", "metrics.jsonl", "recipe.yaml")]

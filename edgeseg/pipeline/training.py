@@ -65,7 +65,6 @@ def train_stage(
     resume, restart = resume_mode(recipe, run_dir, force)
     if resume and log is not None:
         log(f"resuming the run in {run_dir}")
-    log = _without_data_line(log)
     if distill:
         from edgeseg.distill import distill as run_distill
 
@@ -88,14 +87,6 @@ def train_stage(
 
         out["teacher_miou"] = teacher_miou(run_dir)
     return out
-
-
-def _without_data_line(log: Log | None) -> Log | None:
-    """``log`` minus the trainer's ``data: ...`` line: the pipeline logs its data once, before all stages, and
-    every stage trains on that same data."""
-    if log is None:
-        return None
-    return lambda message: None if message.startswith("data: ") else log(message)
 
 
 def reuse_teacher(checkpoint: str | Path, classes: list[str]) -> dict[str, Any]:

@@ -114,6 +114,11 @@ class Run:
         }
 
 
+def describe_data(train_ds: Any, val_ds: Any) -> str:
+    """The log line that says what a run trains and validates on."""
+    return f"data: {train_ds.describe()}; val: {len(val_ds)} images"
+
+
 def build_run(
     recipe: Recipe,
     ctx: dist.DistContext,
@@ -130,7 +135,7 @@ def build_run(
     t, device = recipe.train, ctx.device
     seed_everything(t.seed + ctx.rank)
     train_ds, val_ds = (datasets or build_datasets)(recipe)
-    log(f"data: {train_ds.describe()}; val: {len(val_ds)} images")
+    log(describe_data(train_ds, val_ds))
     num_classes, ignore_index = train_ds.num_classes, train_ds.ignore_index
     model = (model_factory or build_model)(recipe, num_classes, log)
     if getattr(model, "num_classes", num_classes) != num_classes:
