@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.005,
         help="largest mIoU gain over the last third of the schedule that counts as a plateau",
     )
+    p.add_argument(
+        "--long-alone",
+        type=int,
+        default=0,
+        metavar="F",
+        help="also train the student alone (seed 0) for F times the schedule: does more training lift it?",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars")
     return p.parse_args(argv)
 
@@ -213,6 +220,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"teacher {teacher_scores[-1]:.4f}"
         )
 
+    long_alone = None
+    if args.long_alone > 1:
+        epochs = recipe.train.epochs * args.long_alone
+        log(f"seed 0: student alone for {epochs} epochs ({args.long_alone}x the schedule)")
+        long_recipe = load_distill_recipe(args.recipe, sets + ["train.seed=0", f"train.epochs={epochs}"])
+        long_run = train_or_resume(
+            args, fit, dataclasses.replace(long_recipe, sections={}), work / "alone_long_s0", log
+        )
+        long_alone = {
+            "factor": args.long_alone,
+            "epochs": epochs,
+            "run": long_run,
+            "final_miou": long_run["final_miou"],
+            "lift_over_schedule": long_run["final_miou"] - alone[0],
+            "distilled_minus_long": distilled[0] - long_run["final_miou"],
+        }
+
     teacher_ckpt = load_checkpoint(teacher_path)
     if args.teacher:
         teacher_command = args.teacher_command or "not given (pass --teacher-command)"
@@ -252,6 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "plateau_tolerance": args.plateau_tolerance,
         "alone_at_plateau": all(v["alone_run"]["plateau"]["plateaued"] for v in runs.values()),
         "per_seed": runs,
+        "long_alone": long_alone,
         "params": {"teacher": t_params, "student": s_params, "ratio": s_params / t_params},
         "gflops": {"teacher": t_gflops, "student": s_gflops, "ratio": s_gflops / t_gflops, "size": size},
         "onnx_latency_ms": {
@@ -279,7 +304,24 @@ def curve_lines(r: dict[str, Any]) -> list[str]:
     runs = [("teacher", r["teacher_run"])] if r.get("teacher_run") else []
     for seed, v in r["per_seed"].items():
         runs += [(f"alone, seed {seed}", v["alone_run"]), (f"distilled, seed {seed}", v["distilled_run"])]
+    if r.get("long_alone"):
+        runs.append((f"alone, seed 0, {r['long_alone']['epochs']} epochs", r["long_alone"]["run"]))
     return [f"- {name}: " + ", ".join(f"{e}: {m:.3f}" for e, m in run["curve"]) for name, run in runs]
+
+
+def long_alone_lines(r: dict[str, Any]) -> list[str]:
+    """The longer schedule's check of the student alone, if it was run."""
+    la = r.get("long_alone")
+    if not la:
+        return []
+    return [
+        f"Student alone, seed 0, at {la['factor']}x the schedule ({la['epochs']} epochs): final mIoU "
+        f"{la['final_miou']:.4f}, {100 * la['lift_over_schedule']:+.1f} points over the same seed at "
+        f"{r['epochs']} epochs; {100 * (r['teacher_miou'] - la['final_miou']):.1f} points below the teacher; "
+        f"the distilled student of seed 0 ({r['epochs']} epochs) is {100 * la['distilled_minus_long']:+.1f} "
+        f"points from it; gain over its own last third: {plateau_words(la['run']['plateau'])}.",
+        "",
+    ]
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -332,6 +374,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"at most {100 * r['plateau_tolerance']:.1f} mIoU points from the best of the first two thirds of "
         "the schedule to the best of the last).",
         "",
+        *long_alone_lines(r),
         "Validation curves (epoch: mIoU):",
         "",
         *curve_lines(r),

@@ -95,3 +95,13 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert again["per_seed"]["0"]["alone"] == seed0["alone"]
     assert again["per_seed"]["0"]["distilled"] == seed0["distilled"]
     assert again["teacher_run"]["curve"] == result["teacher_run"]["curve"]
+
+    # the longer-schedule check trains only the new run and reports it beside the table
+    assert bench.main([*args, "--resume", "--long-alone", "2"]) == 0
+    longer = json.loads((tmp_path / "result.json").read_text())
+    assert metrics.read_text() == before
+    la = longer["long_alone"]
+    assert la["epochs"] == 6 and [e for e, _ in la["run"]["curve"]] == [1, 2, 3, 4, 5, 6]
+    assert la["lift_over_schedule"] == pytest.approx(la["final_miou"] - seed0["alone"])
+    assert la["distilled_minus_long"] == pytest.approx(seed0["distilled"] - la["final_miou"])
+    assert "at 2x the schedule (6 epochs)" in (tmp_path / "result.md").read_text()
