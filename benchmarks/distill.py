@@ -72,6 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="F",
         help="also train the student alone (seed 0) for F times the schedule: does more training lift it?",
     )
+    p.add_argument(
+        "--alone-seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train the student alone for seeds 0..N-1 (N > --seeds): more seeds of the plateau evidence; "
+        "gain and gap closed stay those of the paired seeds",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars")
     return p.parse_args(argv)
 
@@ -220,6 +228,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"teacher {teacher_scores[-1]:.4f}"
         )
 
+    alone_extra = {}
+    for seed in range(args.seeds, args.alone_seeds):
+        log(f"seed {seed}: student alone (alone only)")
+        extra = load_distill_recipe(args.recipe, sets + [f"train.seed={seed}"])
+        alone_extra[seed] = train_or_resume(
+            args, fit, dataclasses.replace(extra, sections={}), work / f"alone_s{seed}", log
+        )
+    every_alone = alone + [v["final_miou"] for v in alone_extra.values()]
+
     long_alone = None
     if args.long_alone > 1:
         epochs = recipe.train.epochs * args.long_alone
@@ -276,6 +293,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "plateau_tolerance": args.plateau_tolerance,
         "alone_at_plateau": all(v["alone_run"]["plateau"]["plateaued"] for v in runs.values()),
         "per_seed": runs,
+        "alone_only_seeds": alone_extra,
+        "alone_miou_every_seed": dict(
+            zip(("mean", "std"), mean_std(every_alone), strict=True), values=every_alone
+        ),
         "long_alone": long_alone,
         "params": {"teacher": t_params, "student": s_params, "ratio": s_params / t_params},
         "gflops": {"teacher": t_gflops, "student": s_gflops, "ratio": s_gflops / t_gflops, "size": size},
@@ -304,6 +325,8 @@ def curve_lines(r: dict[str, Any]) -> list[str]:
     runs = [("teacher", r["teacher_run"])] if r.get("teacher_run") else []
     for seed, v in r["per_seed"].items():
         runs += [(f"alone, seed {seed}", v["alone_run"]), (f"distilled, seed {seed}", v["distilled_run"])]
+    for seed, run in r.get("alone_only_seeds", {}).items():
+        runs.append((f"alone, seed {seed} (alone only)", run))
     if r.get("long_alone"):
         runs.append((f"alone, seed 0, {r['long_alone']['epochs']} epochs", r["long_alone"]["run"]))
     return [f"- {name}: " + ", ".join(f"{e}: {m:.3f}" for e, m in run["curve"]) for name, run in runs]
@@ -320,6 +343,29 @@ def long_alone_lines(r: dict[str, Any]) -> list[str]:
         f"{r['epochs']} epochs; {100 * (la['final_miou'] - r['teacher_miou']):+.1f} points from the teacher; "
         f"the distilled student of seed 0 ({r['epochs']} epochs) is {100 * la['distilled_minus_long']:+.1f} "
         f"points from it; gain over its own last third: {plateau_words(la['run']['plateau'])}.",
+        "",
+    ]
+
+
+def alone_only_lines(r: dict[str, Any]) -> list[str]:
+    """The seeds the student was trained alone only (``--alone-seeds``), if any."""
+    extra = r.get("alone_only_seeds") or {}
+    if not extra:
+        return []
+    every = r["alone_miou_every_seed"]
+    return [
+        "Student alone only (no distilled run at these seeds; gain and gap closed above use the paired "
+        "seeds):",
+        "",
+        "| seed | alone mIoU | training (s) | gain over the last third |",
+        "|---|---|---|---|",
+        *(
+            f"| {seed} | {run['final_miou']:.4f} | {run['train_seconds']:.0f} | "
+            f"{plateau_words(run['plateau'])} |"
+            for seed, run in extra.items()
+        ),
+        "",
+        f"Student alone over all {len(every['values'])} seeds: {every['mean']:.4f} ± {every['std']:.4f}.",
         "",
     ]
 
@@ -374,6 +420,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"at most {100 * r['plateau_tolerance']:.1f} mIoU points from the best of the first two thirds of "
         "the schedule to the best of the last).",
         "",
+        *alone_only_lines(r),
         *long_alone_lines(r),
         "Validation curves (epoch: mIoU):",
         "",

@@ -105,3 +105,14 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert la["lift_over_schedule"] == pytest.approx(la["final_miou"] - seed0["alone"])
     assert la["distilled_minus_long"] == pytest.approx(seed0["distilled"] - la["final_miou"])
     assert "at 2x the schedule (6 epochs)" in (tmp_path / "result.md").read_text()
+
+    # more seeds of the student alone: trains only alone_s1, keeps the paired figures, reports every seed
+    assert bench.main([*args, "--resume", "--long-alone", "2", "--alone-seeds", "2"]) == 0
+    more = json.loads((tmp_path / "result.json").read_text())
+    assert metrics.read_text() == before
+    assert not (tmp_path / "runs" / "distill_s1").exists()
+    extra = more["alone_only_seeds"]["1"]
+    assert [e for e, _ in extra["curve"]] == [1, 2, 3]
+    assert more["alone_miou"] == longer["alone_miou"] and more["gap_closed"] == longer["gap_closed"]
+    assert more["alone_miou_every_seed"]["values"] == [seed0["alone"], extra["final_miou"]]
+    assert "Student alone over all 2 seeds" in (tmp_path / "result.md").read_text()
