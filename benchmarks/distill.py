@@ -370,6 +370,13 @@ def alone_only_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def spread_words(r: dict[str, Any]) -> str:
+    """How the gain compares with the seed-to-seed spread, in words."""
+    if r["seeds"] < 2:
+        return "one seed: no seed-to-seed spread to compare it with"
+    return f"{'more' if r['beats_seed_spread'] else 'not more'} than the seed-to-seed spread"
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The results as a short markdown report."""
     gap = (
@@ -396,8 +403,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| distilled student | {r['distilled_miou']['mean']:.4f} ± {r['distilled_miou']['std']:.4f} | "
         + student_cost,
         "",
-        f"- gain from distillation: {r['gain']:+.4f} mIoU "
-        f"({'more' if r['beats_seed_spread'] else 'not more'} than the seed-to-seed spread)",
+        f"- gain from distillation: {r['gain']:+.4f} mIoU ({spread_words(r)})",
         f"- teacher–student gap closed: {gap}",
         f"- student / teacher: parameters {r['params']['ratio']:.3f}, FLOPs {r['gflops']['ratio']:.3f} "
         f"(at {r['gflops']['size']}×{r['gflops']['size']}), ONNX Runtime p50 latency {lat['p50_ratio']:.3f}",
