@@ -187,3 +187,12 @@ def test_describe_model_names_the_arguments_that_differ_from_the_defaults() -> N
     small = create("unet_ds", num_classes=3, width_mult=0.25, depth=3)
     assert describe_model(small.model_name, small.model_kwargs) == "unet_ds ×0.25 width (depth=3)"
     assert describe_model("not_registered", {"width_mult": 2}) == "not_registered"
+
+
+def test_unet_ds_width_goes_below_sixteen_channels_in_steps_of_eight() -> None:
+    # a narrower capacity-benchmark student: x0.125 has 8 channels at full resolution, x0.25 keeps 16
+    narrow = create("unet_ds", num_classes=3, width_mult=0.125, depth=2)
+    assert narrow.backbone.feature_channels == {"c0": 8, "c1": 16, "c2": 32}
+    assert create("unet_ds", num_classes=3, width_mult=0.25, depth=2).backbone.feature_channels["c0"] == 16
+    out = narrow(torch.randn(1, 3, 36, 44))
+    assert out.shape == (1, 3, 36, 44)

@@ -5,7 +5,7 @@ each 2×2 max-pool; the expanding path (``decoder``) upsamples ×2 while halving
 mirrored contracting map and applies two 3×3 convolutions. Convolutions are padded ("same") and followed by
 BatchNorm, so with the input padded to a multiple of ``2**depth`` every level lines up and any size works.
 ``unet_ds`` replaces the 3×3 convolutions after the first by DSConv and the transposed-conv upsampling by
-bilinear ×2 plus a 1×1 ConvBNAct, and scales widths by ``width_mult`` (multiples of 16).
+bilinear ×2 plus a 1×1 ConvBNAct, and scales widths by ``width_mult`` (multiples of 8).
 """
 
 from __future__ import annotations
@@ -109,5 +109,5 @@ def unet(num_classes: int = 21, base_channels: int = 64, depth: int = 4) -> UNet
 
 @register_model
 def unet_ds(num_classes: int = 21, width_mult: float = 1.0, depth: int = 4) -> UNet:
-    """U-Net with depthwise-separable convolutions; base width ``64·width_mult``, a multiple of 16."""
-    return UNet(num_classes, make_divisible(64 * width_mult, 16), depth, separable=True)
+    """U-Net with depthwise-separable convolutions; base width ``64·width_mult``, a multiple of 8."""
+    return UNet(num_classes, make_divisible(64 * width_mult, 8), depth, separable=True)
