@@ -204,12 +204,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sets.append(f"distill.teacher={teacher_path}")
 
     teacher_seconds = time.perf_counter() - started
+
+    def seed_recipe(seed: int, *more: str) -> Any:
+        """The distillation recipe at ``seed`` with the student overrides (and ``more``)."""
+        return load_distill_recipe(args.recipe, [*sets, f"train.seed={seed}", *more])
+
+    def train_alone(recipe: Any, run_dir: Path) -> dict[str, Any]:
+        """Train (or read back) the student alone: ``recipe`` without its ``distill:`` section."""
+        return train_or_resume(args, fit, dataclasses.replace(recipe, sections={}), run_dir, log)
+
     alone, distilled, teacher_scores, runs = [], [], [], {}
     for seed in range(args.seeds):
-        recipe = load_distill_recipe(args.recipe, sets + [f"train.seed={seed}"])
-        plain = dataclasses.replace(recipe, sections={})
+        recipe = seed_recipe(seed)
         log(f"seed {seed}: student alone")
-        run_alone = train_or_resume(args, fit, plain, work / f"alone_s{seed}", log)
+        run_alone = train_alone(recipe, work / f"alone_s{seed}")
         log(f"seed {seed}: distilled")
         run_kd = train_or_resume(args, distill, recipe, work / f"distill_s{seed}", log)
         alone.append(run_alone["final_miou"])
@@ -231,20 +239,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     alone_extra = {}
     for seed in range(args.seeds, args.alone_seeds):
         log(f"seed {seed}: student alone (alone only)")
-        extra = load_distill_recipe(args.recipe, sets + [f"train.seed={seed}"])
-        alone_extra[seed] = train_or_resume(
-            args, fit, dataclasses.replace(extra, sections={}), work / f"alone_s{seed}", log
-        )
+        alone_extra[seed] = train_alone(seed_recipe(seed), work / f"alone_s{seed}")
     every_alone = alone + [v["final_miou"] for v in alone_extra.values()]
 
     long_alone = None
     if args.long_alone > 1:
         epochs = recipe.train.epochs * args.long_alone
         log(f"seed 0: student alone for {epochs} epochs ({args.long_alone}x the schedule)")
-        long_recipe = load_distill_recipe(args.recipe, sets + ["train.seed=0", f"train.epochs={epochs}"])
-        long_run = train_or_resume(
-            args, fit, dataclasses.replace(long_recipe, sections={}), work / "alone_long_s0", log
-        )
+        long_run = train_alone(seed_recipe(0, f"train.epochs={epochs}"), work / "alone_long_s0")
         long_alone = {
             "factor": args.long_alone,
             "epochs": epochs,
@@ -268,6 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_miou = teacher_scores[0]
     a_mean, a_std = mean_std(alone)
     d_mean, d_std = mean_std(distilled)
+    e_mean, e_std = mean_std(every_alone)
     gap = t_miou - a_mean
     return {
         "recipe": args.recipe,
@@ -294,9 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "alone_at_plateau": all(v["alone_run"]["plateau"]["plateaued"] for v in runs.values()),
         "per_seed": runs,
         "alone_only_seeds": alone_extra,
-        "alone_miou_every_seed": dict(
-            zip(("mean", "std"), mean_std(every_alone), strict=True), values=every_alone
-        ),
+        "alone_miou_every_seed": {"mean": e_mean, "std": e_std, "values": every_alone},
         "long_alone": long_alone,
         "params": {"teacher": t_params, "student": s_params, "ratio": s_params / t_params},
         "gflops": {"teacher": t_gflops, "student": s_gflops, "ratio": s_gflops / t_gflops, "size": size},
