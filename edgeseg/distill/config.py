@@ -56,6 +56,10 @@ class DistillConfig:
     narrower copy of the teacher's architecture (the same model at a smaller ``width_mult``); student
     depthwise-separable layers where the teacher has full k×k convolutions (``unet`` → ``unet_ds``, the
     DeepLabV3+ head) start from the convolutions' decomposition.
+    ``unlabelled``: images without masks that join every training batch for the distillation terms only
+    (:mod:`edgeseg.distill.unlabelled`): a folder, or ``synthetic`` (the recipe's generator, scenes of their
+    own split); ``unlabelled_batch`` of them per step (0: ``data.batch_size``); ``unlabelled_count`` limits
+    how many are used (0: all of the folder's, ``data.synthetic_train`` synthetic scenes).
     """
 
     teacher: str = ""
@@ -71,6 +75,9 @@ class DistillConfig:
     logit_stride: int = 1
     feature_pairs: dict[str, str] = field(default_factory=dict)
     student_init: str = "scratch"
+    unlabelled: str = ""
+    unlabelled_batch: int = 0
+    unlabelled_count: int = 0
 
     def __post_init__(self) -> None:
         if self.student_init not in STUDENT_INITS:
@@ -108,6 +115,16 @@ class DistillConfig:
                     f"distill.student_init=teacher needs a PyTorch teacher checkpoint; {self.teacher} is an "
                     "ONNX file (set distill.student_init=scratch)"
                 )
+        for name in ("unlabelled_batch", "unlabelled_count"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"distill.{name}: expected an integer >= 0, got {value!r}")
+        w = self.weights
+        if self.unlabelled and not (w.kd > 0 or w.cwd > 0 or w.relation > 0 or w.feature > 0):
+            raise InputError(
+                "distill.unlabelled: unlabelled images only serve the distillation terms, and every one of "
+                "distill.weights kd, cwd, relation and feature is 0"
+            )
         if self.weights.feature > 0 and not self.feature_pairs:
             raise InputError(
                 "distill.weights.feature > 0 needs distill.feature_pairs {student_name: teacher_name}"

@@ -6,15 +6,16 @@ normalized batch, it runs the frozen teacher on exactly that batch under ``no_gr
     total = w_ce·label_loss + w_kd·pixel_KD + w_cwd·CWD + w_relation·relation_KD
             + w_feature·mean_pairs(feature_KD)
 
-with each computed term in the parts dict (``ce``/``dice`` from the label loss, ``kd``, ``cwd``, ``relation``,
-``feature``),
-which the loop logs as ``loss_<name>``. Terms whose weight is 0 are not computed. Teacher and student may have
-different output strides: logits are both at the input size (an ONNX teacher resizes its own), feature maps
-are resized to the teacher's.
+with each computed term in the parts dict (``ce``/``dice`` from the label loss, ``kd``, ``cwd``,
+``relation``, ``feature``), which the loop logs as ``loss_<name>``. Terms whose weight is 0 are not computed.
+Pixels of unlabelled images (:data:`edgeseg.distill.unlabelled.UNLABELLED`) count for the distillation terms,
+not for the label loss. Teacher and student may have different output strides: logits are both at the input
+size (an ONNX teacher resizes its own), feature maps are resized to the teacher's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from edgeseg.distill.losses import (
     valid_pixels,
 )
 from edgeseg.distill.teacher import freeze
+from edgeseg.distill.unlabelled import for_label_loss
 from edgeseg.errors import InputError
 from edgeseg.runtime.metadata import IGNORE_INDEX
 from edgeseg.train.losses import LossTerm, label_loss
@@ -91,7 +93,12 @@ class DistillObjective(nn.Module):
         parts: dict[str, Tensor] = {}
         total = logits.new_zeros((), dtype=torch.float32)
         if w.ce > 0:
-            label_total, label_parts = label_loss(self.label_terms, logits, batch)
+            labelled = dataclasses.replace(
+                batch,
+                target_a=for_label_loss(batch.target_a, self.ignore_index),
+                target_b=for_label_loss(batch.target_b, self.ignore_index),
+            )
+            label_total, label_parts = label_loss(self.label_terms, logits, labelled)
             parts.update(label_parts)
             total = total + w.ce * label_total
         if not (w.kd > 0 or w.cwd > 0 or w.relation > 0 or use_features):

@@ -21,6 +21,7 @@ from edgeseg.train.setup import RunPieces, SetupContext
 
 if TYPE_CHECKING:
     from edgeseg.distill.teacher import Teacher
+    from edgeseg.distill.unlabelled import UnlabelledImages
 
 SECTIONS: dict[str, type] = {"distill": DistillConfig}
 
@@ -65,6 +66,7 @@ def distill(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    stop_after_steps: int | None = None,
 ):
     """Distil ``recipe.section("distill").teacher`` into the recipe's ``model`` in ``run_dir``.
 
@@ -73,20 +75,23 @@ def distill(
     distilled run and a student-alone run of the same recipe start from the same weights and read the same
     batches. The teacher is an edgeseg checkpoint or an ONNX file (:mod:`edgeseg.distill.onnx_teacher`).
     Errors naming the teacher's path: missing or unreadable file, classes that differ from the data's, a
-    normalization that differs from the student's, unknown feature names.
+    normalization that differs from the student's, unknown feature names. ``stop_after_steps`` is ``fit``'s
+    (stop there, as an interrupted run would).
     """
     from edgeseg.train.loop import fit
 
     cfg: DistillConfig = recipe.section("distill")
     teacher = open_teacher(cfg)  # file errors before anything is built or the run folder touched
+    unlabelled = open_unlabelled(cfg, recipe)
     return fit(
         recipe,
         run_dir,
         resume=resume,
         force=force,
-        setup=partial(_distill_pieces, cfg, teacher),
+        setup=partial(_distill_pieces, cfg, teacher, unlabelled),
         progress=progress,
         log=log,
+        stop_after_steps=stop_after_steps,
     )
 
 
@@ -106,7 +111,19 @@ def open_teacher(cfg: DistillConfig) -> Teacher:
     return read_teacher(cfg.teacher)
 
 
-def _distill_pieces(cfg: DistillConfig, teacher: Teacher, setup: SetupContext) -> RunPieces:
+def open_unlabelled(cfg: DistillConfig, recipe: Recipe) -> UnlabelledImages | None:
+    """The stream of unlabelled images that ``distill.unlabelled`` names, or None."""
+    if not cfg.unlabelled:
+        return None
+    from edgeseg.distill.unlabelled import UnlabelledImages
+
+    batch = cfg.unlabelled_batch or recipe.data.batch_size
+    return UnlabelledImages(cfg.unlabelled, cfg.unlabelled_count, batch, recipe.data, recipe.train.seed)
+
+
+def _distill_pieces(
+    cfg: DistillConfig, teacher: Teacher, unlabelled: UnlabelledImages | None, setup: SetupContext
+) -> RunPieces:
     """``fit``'s set-up hook: check the teacher against the data, initialise the student from it if asked,
     and build the adapters and the distillation objective."""
     from edgeseg.distill.adapters import FeatureAdapters
@@ -116,6 +133,8 @@ def _distill_pieces(cfg: DistillConfig, teacher: Teacher, setup: SetupContext) -
     recipe, data, student = setup.recipe, setup.train_ds, setup.model
     model = teacher.check(classes=data.classes, mean=setup.mean, std=setup.std)
     setup.log(f"teacher: {teacher.describe()}")
+    if unlabelled is not None:
+        setup.log(unlabelled.describe())
     if cfg.student_init == "teacher" and not setup.resume:
         from edgeseg.distill.inherit import inherit_weights
 
@@ -132,4 +151,5 @@ def _distill_pieces(cfg: DistillConfig, teacher: Teacher, setup: SetupContext) -
         objective=objective,
         extra_modules={"adapters": adapters} if adapters is not None else {},
         reference=("teacher", model),
+        extra_batch=unlabelled,
     )

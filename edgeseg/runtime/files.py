@@ -39,10 +39,13 @@ class FilesReport:
     failed: dict[Path, str] = field(default_factory=dict)
 
 
-def _images_in(folder: Path, skip: Path) -> list[Path]:
+def images_in(folder: Path, skip: Path | None = None) -> list[Path]:
+    """The image files under ``folder`` (recursively, by suffix, sorted), none of them inside ``skip``."""
     found = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and skip not in path.resolve().parents:
+        if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+            continue
+        if skip is None or skip not in path.resolve().parents:
             found.append(path)
     return found
 
@@ -63,7 +66,7 @@ def plan_outputs(
     jobs: list[FileJob] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            for image in _images_in(item, out_resolved):
+            for image in images_in(item, out_resolved):
                 relative = image.relative_to(item).with_suffix("")
                 jobs.append(_job(image, out / relative, overlays))
         elif item.is_file():

@@ -105,12 +105,16 @@ def train_one_epoch(
 
 
 def train_step(run: Run, images: Tensor, masks: Tensor, step: int) -> tuple[float, dict[str, float]]:
-    """One optimisation step on a raw batch (augment, mix, normalize, objective, backward, optimizer and
-    scheduler step); returns the loss and its parts as floats. ``step`` only names the step in errors."""
+    """One optimisation step on a raw batch (the run's extra images appended, augment, mix, normalize,
+    objective, backward, optimizer and scheduler step); returns the loss and its parts as floats. ``step``
+    (optimizer steps so far) seeds the extra images and names the step in errors."""
     from edgeseg.data import normalize
     from edgeseg.data.mix import MixedBatch, mix_batch
 
     t, aug, device = run.recipe.train, run.recipe.augment, run.device
+    if run.extra_batch is not None:
+        more_images, more_masks = run.extra_batch(step, run.ctx.rank)
+        images, masks = torch.cat([images, more_images]), torch.cat([masks, more_masks])
     images = images.to(device, non_blocking=True)
     masks = masks.to(device, non_blocking=True)
     images, masks = run.augment(images, masks)

@@ -32,6 +32,10 @@ ModelFactory = Callable[[Recipe, int, Log], nn.Module]
 DatasetsFactory = Callable[[Recipe], tuple[Any, Any]]
 """``recipe -> (train, val)`` datasets; :func:`edgeseg.train.build_datasets` (segmentation) is the default,
 ``edgeseg pretrain`` gives classification ones."""
+ExtraBatch = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+"""``(step, rank) -> (images float N×3×H×W in [0, 1], masks int64 N×H×W)`` appended to that step's batch
+before augmentation (unlabelled images for distillation); a function of its arguments, so that a resumed run
+gets the same."""
 
 
 @dataclass
@@ -54,12 +58,14 @@ class RunPieces:
     """What a :data:`SetupHook` adds to a run; every field is optional.
 
     ``objective`` replaces the recipe's label loss; ``extra_modules`` (name → module) train along and are
-    saved only in ``last.pt``'s train state; ``reference`` (name, model) is evaluated once and logged.
+    saved only in ``last.pt``'s train state; ``reference`` (name, model) is evaluated once and logged;
+    ``extra_batch`` (:data:`ExtraBatch`) gives images and masks to append to every step's batch.
     """
 
     objective: Objective | None = None
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     reference: tuple[str, nn.Module] | None = None
+    extra_batch: ExtraBatch | None = None
 
 
 SetupHook = Callable[[SetupContext], RunPieces]
@@ -80,6 +86,7 @@ class Run:
     objective: Objective
     extras: nn.ModuleDict
     reference: tuple[str, nn.Module] | None
+    extra_batch: ExtraBatch | None
     skip: SkipSampler
     loader: torch.utils.data.DataLoader
     steps_per_epoch: int
@@ -186,6 +193,7 @@ def build_run(
         objective=objective,
         extras=extras,
         reference=pieces.reference,
+        extra_batch=pieces.extra_batch,
         skip=skip,
         loader=loader,
         steps_per_epoch=steps_per_epoch,
