@@ -26,6 +26,11 @@ class LossWeights:
     feature: float = 0.0
     relation: float = 0.0
 
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether any term that needs the teacher's outputs (KD, CWD, relation, feature) has a weight."""
+        return self.kd > 0 or self.cwd > 0 or self.relation > 0 or self.feature > 0
+
     def __post_init__(self) -> None:
         for name in ("ce", "kd", "cwd", "feature", "relation"):
             if getattr(self, name) < 0:
@@ -119,8 +124,7 @@ class DistillConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"distill.{name}: expected an integer >= 0, got {value!r}")
-        w = self.weights
-        if self.unlabelled and not (w.kd > 0 or w.cwd > 0 or w.relation > 0 or w.feature > 0):
+        if self.unlabelled and not self.weights.uses_teacher:
             raise InputError(
                 "distill.unlabelled: unlabelled images only serve the distillation terms, and every one of "
                 "distill.weights kd, cwd, relation and feature is 0"

@@ -101,7 +101,7 @@ class DistillObjective(nn.Module):
             label_total, label_parts = label_loss(self.label_terms, logits, labelled)
             parts.update(label_parts)
             total = total + w.ce * label_total
-        if not (w.kd > 0 or w.cwd > 0 or w.relation > 0 or use_features):
+        if not w.uses_teacher:
             return total, parts
 
         self.teacher.eval()
