@@ -206,3 +206,19 @@ def test_label_only_distillation_is_training_the_student_alone(tmp_path: Path) -
         return [{k: v for k, v in r.items() if k not in drop} for r in lines if r["event"] == "epoch"]
 
     assert epochs(tmp_path / "alone") == epochs(tmp_path / "distilled")
+
+
+def test_teacher_until_stops_the_teacher_terms_part_way(tmp_path: Path) -> None:
+    """The loop tells the objective how far the run is: with ``teacher_until: 0.5`` over two epochs the
+    teacher terms are in the first epoch's losses and not in the second's."""
+    from edgeseg.config import Recipe
+    from edgeseg.distill import SECTIONS, distill
+
+    raw = json.loads(json.dumps(TINY))
+    raw["train"]["epochs"] = 2
+    raw["distill"].update(teacher=str(_teacher(tmp_path / "t.pt")), teacher_until=0.5)
+    distill(Recipe.from_dict(raw, sections=SECTIONS), tmp_path / "run", progress=False, log=lambda m: None)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    first, second = [r for r in lines if r["event"] == "epoch"]
+    assert {"loss_kd", "loss_cwd", "loss_feature"} <= set(first)
+    assert not {"loss_kd", "loss_cwd", "loss_feature"} & set(second) and "loss_ce" in second

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from edgeseg.data.mix import MixedBatch
 from edgeseg.distill.adapters import FeatureAdapters
 from edgeseg.distill.config import DistillConfig, LossWeights
 from edgeseg.distill.objective import DistillObjective
+from edgeseg.errors import InputError
 from edgeseg.models import create
 from edgeseg.train.losses import build_loss
 from edgeseg.train.objective import FeatureForward
@@ -171,7 +173,38 @@ def test_logit_stride_compares_window_averages_and_drops_windows_with_ignored_pi
 
 @pytest.mark.parametrize("stride", [0, -2, 1.5, True])
 def test_logit_stride_must_be_a_positive_integer(stride) -> None:
-    from edgeseg.errors import InputError
 
     with pytest.raises(InputError, match="logit_stride"):
         DistillConfig(teacher="t.pt", logit_stride=stride)
+
+
+def test_teacher_terms_follow_teacher_until_and_decay() -> None:
+    """Early-stopped KD: the teacher terms' weights scale with the step's progress, and past
+    ``teacher_until`` the teacher does not run and only the label loss is left."""
+    teacher, student = _models()
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    weights = LossWeights(ce=1.0, kd=1.0, cwd=0.5)
+    cfg = DistillConfig(teacher="unused.pt", weights=weights, teacher_until=0.5, teacher_decay="linear")
+    objective = DistillObjective(teacher, cfg, build_loss("ce"))
+    batch = _batch()
+    full, parts = objective(FeatureForward(student), dataclasses.replace(batch, progress=0.0))
+    assert full.item() == pytest.approx((parts["ce"] + parts["kd"] + 0.5 * parts["cwd"]).item(), rel=1e-5)
+    half, parts = objective(FeatureForward(student), dataclasses.replace(batch, progress=0.25))
+    expected = parts["ce"] + 0.5 * (parts["kd"] + 0.5 * parts["cwd"])
+    assert half.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert len(calls) == 2
+    late, parts = objective(FeatureForward(student), dataclasses.replace(batch, progress=0.5))
+    assert set(parts) == {"ce"} and len(calls) == 2
+    assert late.item() == pytest.approx(parts["ce"].item(), rel=1e-6)
+
+
+def test_teacher_scale_constant_and_bad_values() -> None:
+    cfg = DistillConfig(teacher="t.pt", teacher_until=0.75)
+    assert [cfg.teacher_scale(p) for p in (0.0, 0.74, 0.75, 0.9)] == [1.0, 1.0, 0.0, 0.0]
+    assert DistillConfig(teacher="t.pt").teacher_scale(0.999) == 1.0
+    for bad in (0, 1.5, -0.1, True):
+        with pytest.raises(InputError, match="distill.teacher_until"):
+            DistillConfig(teacher="t.pt", teacher_until=bad)
+    with pytest.raises(InputError, match="distill.teacher_decay.*'cosine'"):
+        DistillConfig(teacher="t.pt", teacher_decay="cosine")

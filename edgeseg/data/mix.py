@@ -21,12 +21,17 @@ import torch
 
 @dataclass
 class MixedBatch:
-    """Images to feed the model and the targets to score them against: ``lam`` on ``target_a``."""
+    """Images to feed the model and the targets to score them against: ``lam`` on ``target_a``.
+
+    ``progress``: the fraction of the run's optimizer steps done before this batch's step (0 at the first),
+    set by the training loop for objectives whose terms follow a schedule.
+    """
 
     images: torch.Tensor
     target_a: torch.Tensor
     target_b: torch.Tensor
     lam: float
+    progress: float = 0.0
 
 
 def _beta(alpha: float, generator: torch.Generator, n: int = 1) -> np.ndarray:

@@ -8,6 +8,7 @@ from edgeseg.errors import InputError
 from edgeseg.runtime.providers import PROVIDER_CHOICES
 
 STUDENT_INITS = ("scratch", "teacher")
+TEACHER_DECAYS = ("constant", "linear")
 ONNX_SUFFIX = ".onnx"
 
 
@@ -65,6 +66,11 @@ class DistillConfig:
     (:mod:`edgeseg.distill.unlabelled`): a folder, or ``synthetic`` (the recipe's generator, scenes of their
     own split); ``unlabelled_batch`` of them per step (0: ``data.batch_size``); ``unlabelled_count`` limits
     how many are used (0: all of the folder's, ``data.synthetic_train`` synthetic scenes).
+    ``teacher_until``: the fraction of the run's steps during which the teacher terms count (1: all); after
+    it the student trains on the label loss alone and the teacher no longer runs — early-stopped KD (Cho &
+    Hariharan, 2019), for a student too small to follow the teacher to the end. ``teacher_decay``:
+    ``constant`` keeps the teacher terms' weights until then, ``linear`` lowers them from full at the first
+    step to 0 at ``teacher_until``.
     """
 
     teacher: str = ""
@@ -83,6 +89,16 @@ class DistillConfig:
     unlabelled: str = ""
     unlabelled_batch: int = 0
     unlabelled_count: int = 0
+    teacher_until: float = 1.0
+    teacher_decay: str = "constant"
+
+    def teacher_scale(self, progress: float) -> float:
+        """The factor on the teacher terms' weights at ``progress`` (fraction of the run's steps done)."""
+        if progress >= self.teacher_until:
+            return 0.0
+        if self.teacher_decay == "linear":
+            return 1.0 - progress / self.teacher_until
+        return 1.0
 
     def __post_init__(self) -> None:
         if self.student_init not in STUDENT_INITS:
@@ -120,6 +136,13 @@ class DistillConfig:
                     f"distill.student_init=teacher needs a PyTorch teacher checkpoint; {self.teacher} is an "
                     "ONNX file (set distill.student_init=scratch)"
                 )
+        until = self.teacher_until
+        if isinstance(until, bool) or not isinstance(until, int | float) or not 0 < until <= 1:
+            raise InputError(f"distill.teacher_until: expected a fraction in (0, 1], got {until!r}")
+        if self.teacher_decay not in TEACHER_DECAYS:
+            raise InputError(
+                f"distill.teacher_decay: expected one of {list(TEACHER_DECAYS)}, got {self.teacher_decay!r}"
+            )
         for name in ("unlabelled_batch", "unlabelled_count"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -8,6 +8,8 @@ normalized batch, it runs the frozen teacher on exactly that batch under ``no_gr
 
 with each computed term in the parts dict (``ce``/``dice`` from the label loss, ``kd``, ``cwd``,
 ``relation``, ``feature``), which the loop logs as ``loss_<name>``. Terms whose weight is 0 are not computed.
+The teacher terms' weights are scaled by ``distill.teacher_until``/``teacher_decay`` at the batch's
+``progress``; where the scale is 0 the teacher does not run.
 Pixels of unlabelled images (:data:`edgeseg.distill.unlabelled.UNLABELLED`) count for the distillation terms,
 not for the label loss. Teacher and student may have different output strides: logits are both at the input
 size (an ONNX teacher resizes its own), feature maps are resized to the teacher's.
@@ -85,7 +87,9 @@ class DistillObjective(nn.Module):
         """
         w = self.cfg.weights
         images = batch.images
-        use_features = w.feature > 0
+        scale = self.cfg.teacher_scale(batch.progress)
+        use_teacher = w.uses_teacher and scale > 0
+        use_features = use_teacher and w.feature > 0
         if use_features:
             logits, feats = model(images, features=True)
         else:
@@ -101,7 +105,7 @@ class DistillObjective(nn.Module):
             label_total, label_parts = label_loss(self.label_terms, logits, labelled)
             parts.update(label_parts)
             total = total + w.ce * label_total
-        if not w.uses_teacher:
+        if not use_teacher:
             return total, parts
 
         self.teacher.eval()
@@ -116,13 +120,13 @@ class DistillObjective(nn.Module):
             logits, t_logits, valid = pool_logits(logits, t_logits, valid, self.cfg.logit_stride)
         if w.kd > 0:
             parts["kd"] = pixel_kd_loss(logits, t_logits, self.cfg.kd_tau, valid)
-            total = total + w.kd * parts["kd"]
+            total = total + scale * w.kd * parts["kd"]
         if w.cwd > 0:
             parts["cwd"] = channelwise_kd_loss(logits, t_logits, self.cfg.cwd_tau, valid)
-            total = total + w.cwd * parts["cwd"]
+            total = total + scale * w.cwd * parts["cwd"]
         if w.relation > 0:
             parts["relation"] = relation_kd_loss(logits, t_logits, self.cfg.relation_tau, valid)
-            total = total + w.relation * parts["relation"]
+            total = total + scale * w.relation * parts["relation"]
         if use_features and self.adapters is not None:
             mapped = self.adapters(feats)
             strides = getattr(self.teacher, "feature_strides", {})
@@ -135,7 +139,7 @@ class DistillObjective(nn.Module):
                 for s_name, t_name in self.adapters.pairs.items()
             ]
             parts["feature"] = torch.stack(terms).mean()
-            total = total + w.feature * parts["feature"]
+            total = total + scale * w.feature * parts["feature"]
         return total, parts
 
 

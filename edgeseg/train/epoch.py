@@ -133,7 +133,7 @@ def train_step(run: Run, images: Tensor, masks: Tensor, step: int) -> tuple[floa
     x = normalize(batch.images, run.mean, run.std)
     if t.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    batch = dataclasses.replace(batch, images=x)
+    batch = dataclasses.replace(batch, images=x, progress=step / (run.steps_per_epoch * t.epochs))
     with autocast(device, t.amp):
         loss, parts = run.objective(run.forward, batch)
     if not torch.isfinite(loss):
