@@ -101,6 +101,41 @@ def test_student_init_value_and_unfit_teacher_are_clear_errors(tmp_path: Path) -
     assert "distill.student_init=teacher" in str(result.exception) and str(teacher) in str(result.exception)
 
 
+def test_student_init_from_another_checkpoint_selects_from_it_while_the_teacher_teaches(
+    tmp_path: Path,
+) -> None:
+    """``student_init: path.pt`` (a teacher assistant): the student starts as a selection of that model, the
+    losses still use ``distill.teacher``; a missing file or other classes are errors naming the file."""
+    teacher = _lraspp_teacher(tmp_path / "teacher.pt")
+    assistant = _teacher(tmp_path / "assistant.pt", name="lraspp_dsnet", width_mult=1.5)
+    recipe = str(_recipe(tmp_path, teacher))
+    common = ["--set", "model.name=lraspp_dsnet", "--set", "model.kwargs={}",
+              "--set", "distill.weights.feature=0", "--set", "train.epochs=1", "--quiet"]  # fmt: skip
+    result = _invoke(recipe, "-o", str(tmp_path / "run"), *common, "--set", "optim.lr=0",
+                     "--set", f"distill.student_init={assistant}")  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    output = result.output.replace("\n", "")  # the console wraps long lines
+    assert f"initialised from {assistant} by weight selection" in output
+    assert f"teacher: lraspp_dsnet from {teacher}" in output
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")["state_dict"]
+    source = load_checkpoint(assistant)["state_dict"]
+    stem = "backbone.stem.0.weight"
+    assert torch.equal(saved[stem], source[stem][spread_indices(source[stem].shape[0], saved[stem].shape[0])])
+
+    missing = tmp_path / "nowhere.pt"
+    result = _invoke(recipe, "-o", str(tmp_path / "r1"), *common, "--set", f"distill.student_init={missing}")
+    assert result.exit_code != 0 and "distill.student_init" in str(result.exception)
+    assert str(missing) in str(result.exception)
+    other = _teacher(
+        tmp_path / "other.pt", classes=["background", "cat", "dog"], name="lraspp_dsnet", width_mult=1.0
+    )
+    result = _invoke(recipe, "-o", str(tmp_path / "r2"), *common, "--set", f"distill.student_init={other}")
+    assert (
+        result.exit_code != 0 and str(other) in str(result.exception) and "3 classes" in str(result.exception)
+    )
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2" / "last.pt").exists()
+
+
 def test_decompose_conv_is_exact_for_rank_one_slices_and_least_squares_otherwise() -> None:
     torch.manual_seed(0)
     exact = torch.randn(6, 4, 1, 1) * torch.randn(1, 4, 3, 3)  # every input channel's slice is rank 1

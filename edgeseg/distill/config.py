@@ -10,6 +10,7 @@ from edgeseg.runtime.providers import PROVIDER_CHOICES
 STUDENT_INITS = ("scratch", "teacher")
 TEACHER_DECAYS = ("constant", "linear")
 ONNX_SUFFIX = ".onnx"
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 @dataclass
@@ -57,11 +58,13 @@ class DistillConfig:
     ``feature_pairs``
     maps student feature names to teacher feature names (the models' ``feature_channels`` keys); each pair
     gets a 1×1-conv adapter that trains with the student and is dropped from the saved student.
-    ``student_init``: ``scratch`` (the student's own initialisation, as ``edgeseg train`` builds it) or
+    ``student_init``: ``scratch`` (the student's own initialisation, as ``edgeseg train`` builds it),
     ``teacher``: weight selection from the teacher (``edgeseg.distill.inherit``), for a student that is a
     narrower copy of the teacher's architecture (the same model at a smaller ``width_mult``); student
     depthwise-separable layers where the teacher has full k×k convolutions (``unet`` → ``unet_ds``, the
-    DeepLabV3+ head) start from the convolutions' decomposition.
+    DeepLabV3+ head) start from the convolutions' decomposition — or the path of another edgeseg checkpoint
+    (``.pt``/``.pth``, same classes and normalization) to select from in the same way: a teacher assistant,
+    a model between teacher and student in size, while the losses still use ``teacher``.
     ``unlabelled``: images without masks that join every training batch for the distillation terms only
     (:mod:`edgeseg.distill.unlabelled`): a folder, or ``synthetic`` (the recipe's generator, scenes of their
     own split); ``unlabelled_batch`` of them per step (0: ``data.batch_size``); ``unlabelled_count`` limits
@@ -101,9 +104,11 @@ class DistillConfig:
         return 1.0
 
     def __post_init__(self) -> None:
-        if self.student_init not in STUDENT_INITS:
+        init = self.student_init
+        if init not in STUDENT_INITS and not init.lower().endswith(CHECKPOINT_SUFFIXES):
             raise InputError(
-                f"distill.student_init: expected one of {list(STUDENT_INITS)}, got {self.student_init!r}"
+                f"distill.student_init: expected one of {list(STUDENT_INITS)} or an edgeseg checkpoint "
+                f"({' or '.join(CHECKPOINT_SUFFIXES)}), got {self.student_init!r}"
             )
         for name in ("kd_tau", "cwd_tau", "relation_tau"):
             if getattr(self, name) <= 0:

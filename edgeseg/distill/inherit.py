@@ -75,14 +75,14 @@ class InheritReport:
     kept: list[str] = field(default_factory=list)
     decomposed: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary(self, source: str = "the teacher") -> str:
         """One line with the counts (and the first tensors kept at initialisation, if any)."""
         kept = f" ({', '.join(self.kept[:3])}{', ...' if len(self.kept) > 3 else ''})" if self.kept else ""
         decomposed = (
             f", {len(self.decomposed)} layers decomposed from its convolutions" if self.decomposed else ""
         )
         return (
-            f"student initialised from the teacher by weight selection: {len(self.selected)} tensors "
+            f"student initialised from {source} by weight selection: {len(self.selected)} tensors "
             f"selected, {len(self.copied)} copied whole{decomposed}, {len(self.kept)} kept at "
             f"initialisation{kept}"
         )

@@ -20,7 +20,7 @@ from edgeseg.errors import InputError
 from edgeseg.train.setup import RunPieces, SetupContext
 
 if TYPE_CHECKING:
-    from edgeseg.distill.teacher import Teacher
+    from edgeseg.distill.teacher import CheckpointTeacher, Teacher
     from edgeseg.distill.unlabelled import UnlabelledImages
 
 SECTIONS: dict[str, type] = {"distill": DistillConfig}
@@ -82,13 +82,14 @@ def distill(
 
     cfg: DistillConfig = recipe.section("distill")
     teacher = open_teacher(cfg)  # file errors before anything is built or the run folder touched
+    init_source = open_init_source(cfg)
     unlabelled = open_unlabelled(cfg, recipe)
     return fit(
         recipe,
         run_dir,
         resume=resume,
         force=force,
-        setup=partial(_distill_pieces, cfg, teacher, unlabelled),
+        setup=partial(_distill_pieces, cfg, teacher, init_source, unlabelled),
         progress=progress,
         log=log,
         stop_after_steps=stop_after_steps,
@@ -111,6 +112,19 @@ def open_teacher(cfg: DistillConfig) -> Teacher:
     return read_teacher(cfg.teacher)
 
 
+def open_init_source(cfg: DistillConfig) -> CheckpointTeacher | None:
+    """The checkpoint ``distill.student_init`` names when it is a path (not ``scratch``/``teacher``)."""
+    from edgeseg.distill.config import STUDENT_INITS
+    from edgeseg.distill.teacher import read_teacher
+
+    if cfg.student_init in STUDENT_INITS:
+        return None
+    try:
+        return read_teacher(cfg.student_init)
+    except InputError as err:
+        raise InputError(f"distill.student_init: {err}") from err
+
+
 def open_unlabelled(cfg: DistillConfig, recipe: Recipe) -> UnlabelledImages | None:
     """The stream of unlabelled images that ``distill.unlabelled`` names, or None."""
     if not cfg.unlabelled:
@@ -122,10 +136,14 @@ def open_unlabelled(cfg: DistillConfig, recipe: Recipe) -> UnlabelledImages | No
 
 
 def _distill_pieces(
-    cfg: DistillConfig, teacher: Teacher, unlabelled: UnlabelledImages | None, setup: SetupContext
+    cfg: DistillConfig,
+    teacher: Teacher,
+    init_source: CheckpointTeacher | None,
+    unlabelled: UnlabelledImages | None,
+    setup: SetupContext,
 ) -> RunPieces:
-    """``fit``'s set-up hook: check the teacher against the data, initialise the student from it if asked,
-    and build the adapters and the distillation objective."""
+    """``fit``'s set-up hook: check the teacher against the data, initialise the student from it (or from
+    the ``student_init`` checkpoint) if asked, and build the adapters and the distillation objective."""
     from edgeseg.distill.adapters import FeatureAdapters
     from edgeseg.distill.objective import DistillObjective
     from edgeseg.train.objective import SupervisedObjective
@@ -135,13 +153,20 @@ def _distill_pieces(
     setup.log(f"teacher: {teacher.describe()}")
     if unlabelled is not None:
         setup.log(unlabelled.describe())
-    if cfg.student_init == "teacher" and not setup.resume:
+    if cfg.student_init != "scratch" and not setup.resume:
         from edgeseg.distill.inherit import inherit_weights
 
+        source, path, name = model, cfg.teacher, "the teacher"
+        if init_source is not None:
+            try:
+                source = init_source.check(classes=data.classes, mean=setup.mean, std=setup.std)
+            except InputError as err:
+                raise InputError(f"distill.student_init: {err}") from err
+            path = name = cfg.student_init
         try:
-            setup.log(inherit_weights(student, model).summary())
+            setup.log(inherit_weights(student, source).summary(name))
         except ValueError as err:
-            raise InputError(f"distill.student_init=teacher: {cfg.teacher}: {err}") from err
+            raise InputError(f"distill.student_init={cfg.student_init}: {path}: {err}") from err
     adapters = None
     if cfg.weights.feature > 0:
         adapters = FeatureAdapters(cfg.feature_pairs, student.feature_channels, model.feature_channels)
