@@ -173,7 +173,6 @@ def test_logit_stride_compares_window_averages_and_drops_windows_with_ignored_pi
 
 @pytest.mark.parametrize("stride", [0, -2, 1.5, True])
 def test_logit_stride_must_be_a_positive_integer(stride) -> None:
-
     with pytest.raises(InputError, match="logit_stride"):
         DistillConfig(teacher="t.pt", logit_stride=stride)
 

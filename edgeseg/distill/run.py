@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeseg.config import Recipe, load_recipe
-from edgeseg.distill.config import DistillConfig
+from edgeseg.distill.config import STUDENT_INITS, DistillConfig
 from edgeseg.errors import InputError
 from edgeseg.train.setup import RunPieces, SetupContext
 
@@ -114,7 +114,6 @@ def open_teacher(cfg: DistillConfig) -> Teacher:
 
 def open_init_source(cfg: DistillConfig) -> CheckpointTeacher | None:
     """The checkpoint ``distill.student_init`` names when it is a path (not ``scratch``/``teacher``)."""
-    from edgeseg.distill.config import STUDENT_INITS
     from edgeseg.distill.teacher import read_teacher
 
     if cfg.student_init in STUDENT_INITS:
@@ -156,17 +155,17 @@ def _distill_pieces(
     if cfg.student_init != "scratch" and not setup.resume:
         from edgeseg.distill.inherit import inherit_weights
 
-        source, path, name = model, cfg.teacher, "the teacher"
+        source, name, where = model, "the teacher", f"teacher: {cfg.teacher}"
         if init_source is not None:
             try:
                 source = init_source.check(classes=data.classes, mean=setup.mean, std=setup.std)
             except InputError as err:
                 raise InputError(f"distill.student_init: {err}") from err
-            path = name = cfg.student_init
+            name = where = cfg.student_init
         try:
             setup.log(inherit_weights(student, source).summary(name))
         except ValueError as err:
-            raise InputError(f"distill.student_init={cfg.student_init}: {path}: {err}") from err
+            raise InputError(f"distill.student_init={where}: {err}") from err
     adapters = None
     if cfg.weights.feature > 0:
         adapters = FeatureAdapters(cfg.feature_pairs, student.feature_channels, model.feature_channels)
