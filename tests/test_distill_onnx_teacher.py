@@ -210,3 +210,28 @@ def test_teacher_keys_are_checked_when_the_recipe_is_read() -> None:
         DistillConfig(teacher="t.onnx", teacher_std=[0.2, 0.0, 0.2])
     with pytest.raises(InputError, match=r"distill.teacher_num_classes: expected an integer >= 0"):
         DistillConfig(teacher="t.onnx", teacher_num_classes=-1)
+
+
+def test_an_onnx_teacher_labels_unlabelled_images_as_the_pytorch_teacher_does(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.data.config import DataConfig
+    from edgeseg.distill.unlabelled import PseudoLabelled, UnlabelledImages
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shape in (("a.png", (40, 48, 3)), ("b.png", (56, 40, 3))):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / name)
+    source = UnlabelledImages(str(folder), 0, 2, DataConfig(root=str(tmp_path), crop_size=32), seed=0)
+    torch.manual_seed(0)  # a per-pixel teacher: its labels vary across the image (a random U-Net's do not)
+    teacher = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, len(CLASSES), 1)).eval()
+    keys = {"classes": CLASSES, "palette": [[i, i, i] for i in range(4)], "ignore_index": 255}
+    keys.update(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    want = PseudoLabelled(source, teacher, **keys)
+    got = PseudoLabelled(source, _open(_export(teacher, tmp_path / "t.onnx")), **keys)
+    for index in range(2):
+        assert want[index][1].shape == got[index][1].shape == want[index][0].shape[:2]
+        assert (want[index][1] == got[index][1]).mean() > 0.999
+    assert len(np.unique(np.concatenate([want[i][1].ravel() for i in range(2)]))) > 1

@@ -175,3 +175,96 @@ def test_a_run_with_unlabelled_images_logs_them_and_resumes_exactly(tmp_path: Pa
     distill(Recipe.from_dict(without, sections=SECTIONS), tmp_path / "without", **quiet)
     c = load_checkpoint(tmp_path / "without" / "last.pt")["state_dict"]
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the unlabelled images changed the training
+
+
+def test_pseudo_mode_settings_are_checked() -> None:
+    with pytest.raises(InputError, match="unlabelled_mode: expected one of.*'soft'"):
+        DistillConfig(teacher="t.pt", unlabelled="synthetic", unlabelled_mode="soft")
+    with pytest.raises(InputError, match="unlabelled_mode=pseudo.*distill.unlabelled, which is not set"):
+        DistillConfig(teacher="t.pt", unlabelled_mode="pseudo")
+    with pytest.raises(InputError, match="unlabelled_batch=4 applies to unlabelled_mode=kd"):
+        DistillConfig(teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", unlabelled_batch=4)
+    # labels only: the teacher labels the images and no teacher term is needed
+    DistillConfig(
+        teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", weights=LossWeights(kd=0.0)
+    )
+
+
+def test_pseudo_labels_are_the_teachers_argmax_on_each_whole_image(tmp_path: Path) -> None:
+    from edgeseg.data.datasets import JoinedDataset
+    from edgeseg.distill.unlabelled import PseudoLabelled
+
+    folder = _folder(tmp_path)  # a 20×24 and a 48×40 image: two sizes, so two teacher batches
+    data = DataConfig(root=str(tmp_path / "data"), crop_size=32, batch_size=4, resize=30)
+    torch.manual_seed(0)
+    teacher = torch.nn.Conv2d(3, 3, 1)  # any module giving class scores; a per-pixel one varies its labels
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
+    lines: list[str] = []
+    classes, palette = ["a", "b", "c"], [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
+    source = UnlabelledImages(str(folder), 0, 4, data, seed=0)
+    pseudo = PseudoLabelled(
+        source,
+        teacher,
+        classes=classes,
+        palette=palette,
+        mean=mean,
+        std=std,
+        ignore_index=IGNORE,
+        log=lines.append,
+    )
+    assert len(pseudo) == 2 and pseudo.fixed_size is None
+    assert lines[0].startswith("pseudo labels: 2 images labelled by the teacher in")
+    for index, shape in enumerate([(30, 36), (36, 30)]):  # shorter side resized to data.resize=30
+        image, mask = pseudo[index]
+        assert image.shape == (*shape, 3) and mask.shape == shape and mask.dtype == np.int64
+        x = (
+            torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
+            - torch.tensor(mean).view(1, 3, 1, 1)
+        ) / (torch.tensor(std).view(1, 3, 1, 1))
+        with torch.no_grad():
+            expected = teacher(x).argmax(1)[0].numpy()
+        assert np.array_equal(mask, expected)
+    assert len(np.unique(pseudo[1][1])) > 1  # the labels are not constant, so the check above means something
+
+    labelled = SyntheticSegDataset("train", 3, 32)
+    same = PseudoLabelled(
+        source,
+        torch.nn.Conv2d(3, len(SYNTHETIC_CLASSES), 1),
+        classes=SYNTHETIC_CLASSES,
+        palette=SYNTHETIC_PALETTE,
+        mean=mean,
+        std=std,
+        ignore_index=IGNORE,
+    )
+    joined = JoinedDataset(labelled, same)
+    assert len(joined) == 5 and joined.fixed_size is None and joined.classes == labelled.classes
+    assert np.array_equal(joined[1][1], labelled[1][1]) and np.array_equal(joined[4][1], same[1][1])
+    assert np.array_equal(joined[-1][0], same[1][0])
+    with pytest.raises(InputError, match="the 3 classes of 2 images from .* differ from the 8 of"):
+        JoinedDataset(labelled, pseudo)
+
+
+def test_a_pseudo_labelled_run_trains_on_the_joined_set_without_teacher_terms(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = create("unet", num_classes=len(SYNTHETIC_CLASSES), base_channels=8, depth=2)
+    teacher_path = tmp_path / "teacher.pt"
+    save_checkpoint(
+        make_checkpoint(teacher, classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE), teacher_path
+    )
+    raw = json.loads(json.dumps(TINY))
+    raw["distill"].update(
+        teacher=str(teacher_path),
+        weights={"ce": 1.0, "kd": 0.0, "cwd": 0.0, "feature": 0.0},
+        unlabelled_mode="pseudo",
+        unlabelled_batch=0,
+        unlabelled_count=5,
+    )
+    raw["train"]["epochs"] = 1
+    lines: list[str] = []
+    distill(Recipe.from_dict(raw, sections=SECTIONS), tmp_path / "run", progress=False, log=lines.append)
+    assert any(line.startswith("pseudo labels: 5 images labelled by the teacher") for line in lines)
+    joined = [line for line in lines if line.startswith("training set:")]
+    assert joined and "8 images" in joined[0] and "5 synthetic scenes labelled by the teacher" in joined[0]
+    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epoch = [e for e in steps if e["event"] == "epoch"][-1]
+    assert epoch["step"] == 13 // 4  # 8 labelled + 5 teacher-labelled images in batches of 4

@@ -63,6 +63,44 @@ class SegDataset(torch.utils.data.Dataset):
         return index % n
 
 
+class JoinedDataset(SegDataset):
+    """``first`` followed by ``extra``: one training set of both (teacher-labelled images beside the labelled
+    ones, ``distill.unlabelled_mode: pseudo``).
+
+    Classes, palette, ``ignore_index``, root and split are ``first``'s; ``extra`` must have the same classes.
+    ``fixed_size`` is kept only when both share it.
+    """
+
+    def __init__(self, first: SegDataset, extra: SegDataset) -> None:
+        if list(extra.classes) != list(first.classes):
+            raise InputError(
+                f"the {len(extra.classes)} classes of {extra.describe()} differ from the "
+                f"{len(first.classes)} of {first.describe()}"
+            )
+        self.first, self.extra = first, extra
+        self.root, self.split, self.layout = first.root, first.split, first.layout
+        self.classes, self.palette, self.ignore_index = first.classes, first.palette, first.ignore_index
+        same = first.fixed_size is not None and first.fixed_size == extra.fixed_size
+        self.fixed_size = first.fixed_size if same else None
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.extra)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self._index(index)
+        n = len(self.first)
+        return self.first[index] if index < n else self.extra[index - n]
+
+    def check_labels(self) -> None:
+        """Check both parts' masks."""
+        self.first.check_labels()
+        self.extra.check_labels()
+
+    def describe(self) -> str:
+        """Both parts' lines, joined by ``" + "``."""
+        return f"{self.first.describe()} + {self.extra.describe()}"
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read an image file as uint8 H×W×3 RGB; raise InputError naming the file when it cannot be decoded."""
     try:

@@ -9,6 +9,7 @@ from edgeseg.runtime.providers import PROVIDER_CHOICES
 
 STUDENT_INITS = ("scratch", "teacher")
 TEACHER_DECAYS = ("constant", "linear")
+UNLABELLED_MODES = ("kd", "pseudo")
 ONNX_SUFFIX = ".onnx"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -69,6 +70,11 @@ class DistillConfig:
     (:mod:`edgeseg.distill.unlabelled`): a folder, or ``synthetic`` (the recipe's generator, scenes of their
     own split); ``unlabelled_batch`` of them per step (0: ``data.batch_size``); ``unlabelled_count`` limits
     how many are used (0: all of the folder's, ``data.synthetic_train`` synthetic scenes).
+    ``unlabelled_mode``: ``kd`` — the images join every step's batch and the teacher runs on them there,
+    for the distillation terms (the teacher's scores on each augmented view; one teacher pass per image per
+    step); ``pseudo`` — the teacher labels each image once, before training (the argmax of its scores on the
+    whole image), and the images join the training set as labelled ones: the label loss trains on them,
+    and the teacher need not run during training at all (every teacher weight may be 0).
     ``teacher_until``: the fraction of the run's steps during which the teacher terms count (1: all); after
     it the student trains on the label loss alone and the teacher no longer runs — early-stopped KD (Cho &
     Hariharan, 2019), for a student too small to follow the teacher to the end. ``teacher_decay``:
@@ -92,6 +98,7 @@ class DistillConfig:
     unlabelled: str = ""
     unlabelled_batch: int = 0
     unlabelled_count: int = 0
+    unlabelled_mode: str = "kd"
     teacher_until: float = 1.0
     teacher_decay: str = "constant"
 
@@ -152,10 +159,26 @@ class DistillConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"distill.{name}: expected an integer >= 0, got {value!r}")
-        if self.unlabelled and not self.weights.uses_teacher:
+        if self.unlabelled_mode not in UNLABELLED_MODES:
+            raise InputError(
+                f"distill.unlabelled_mode: expected one of {list(UNLABELLED_MODES)}, "
+                f"got {self.unlabelled_mode!r}"
+            )
+        if self.unlabelled_mode == "pseudo":
+            if not self.unlabelled:
+                raise InputError(
+                    "distill.unlabelled_mode=pseudo labels the images of distill.unlabelled, which is not set"
+                )
+            if self.unlabelled_batch:
+                raise InputError(
+                    f"distill.unlabelled_batch={self.unlabelled_batch} applies to unlabelled_mode=kd; with "
+                    "pseudo the images join the training set and come in data.batch_size batches"
+                )
+        elif self.unlabelled and not self.weights.uses_teacher:
             raise InputError(
                 "distill.unlabelled: unlabelled images only serve the distillation terms, and every one of "
-                "distill.weights kd, cwd, relation and feature is 0"
+                "distill.weights kd, cwd, relation and feature is 0 (or set distill.unlabelled_mode=pseudo "
+                "to train on the teacher's labels of them)"
             )
         if self.weights.feature > 0 and not self.feature_pairs:
             raise InputError(

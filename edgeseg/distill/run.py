@@ -150,7 +150,22 @@ def _distill_pieces(
     recipe, data, student = setup.recipe, setup.train_ds, setup.model
     model = teacher.check(classes=data.classes, mean=setup.mean, std=setup.std)
     setup.log(f"teacher: {teacher.describe()}")
-    if unlabelled is not None:
+    pseudo = None
+    if unlabelled is not None and cfg.unlabelled_mode == "pseudo":
+        from edgeseg.distill.unlabelled import PseudoLabelled
+
+        pseudo = PseudoLabelled(
+            unlabelled,
+            model,
+            classes=data.classes,
+            palette=data.palette,
+            mean=setup.mean,
+            std=setup.std,
+            ignore_index=data.ignore_index,
+            device=setup.device,
+            log=setup.log,
+        )
+    elif unlabelled is not None:
         setup.log(unlabelled.describe())
     if cfg.student_init != "scratch" and not setup.resume:
         from edgeseg.distill.inherit import inherit_weights
@@ -175,5 +190,6 @@ def _distill_pieces(
         objective=objective,
         extra_modules={"adapters": adapters} if adapters is not None else {},
         reference=("teacher", model),
-        extra_batch=unlabelled,
+        extra_batch=unlabelled if pseudo is None else None,
+        train_extra=pseudo,
     )

@@ -15,14 +15,18 @@ so none of them is a training or validation image. Which images a step gets is a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from edgeseg.data.augment import fit_to_crop, resize_short_side
 from edgeseg.data.config import SYNTHETIC, DataConfig
-from edgeseg.data.datasets import read_image
+from edgeseg.data.datasets import SegDataset, read_image
 from edgeseg.data.loader import collate
 from edgeseg.errors import InputError
 from edgeseg.runtime.files import images_in
@@ -85,7 +89,8 @@ class UnlabelledImages:
         where = "synthetic scenes" if self.scenes is not None else f"images from {self.source}"
         return f"unlabelled: {self.size} {where}, {self.batch} per step"
 
-    def _image(self, index: int) -> np.ndarray:
+    def image(self, index: int) -> np.ndarray:
+        """Image ``index`` of the source (uint8 H×W×3 RGB), as stored."""
         if self.scenes is not None:
             return self.scenes[index][0]
         return read_image(self.files[index])
@@ -95,7 +100,7 @@ class UnlabelledImages:
         images: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         for index in rng.integers(0, self.size, self.batch):
-            image = self._image(int(index))
+            image = self.image(int(index))
             mask = np.zeros(image.shape[:2], dtype=np.int64)
             if self.resize is not None:
                 image, mask = resize_short_side(image, mask, self.resize)
@@ -108,3 +113,91 @@ class UnlabelledImages:
 def for_label_loss(masks: torch.Tensor, ignore_index: int) -> torch.Tensor:
     """``masks`` with :data:`UNLABELLED` pixels turned into ``ignore_index`` (what the label loss skips)."""
     return torch.where(masks == UNLABELLED, torch.full_like(masks, ignore_index), masks)
+
+
+class PseudoLabelled(SegDataset):
+    """The images of ``source`` with the teacher's labels: a dataset like the labelled training set.
+
+    ``teacher`` maps a batch normalized with ``mean``/``std`` to class scores N×C×h×w (a checkpoint's model
+    or an :class:`~edgeseg.distill.onnx_teacher.OnnxTeacher`); scores of another size are resized
+    (bilinear) to the image's before the argmax. Every image is labelled here, on ``device``, in batches of
+    up to ``batch`` images of one size; ``classes``/``palette``/``ignore_index`` are the training set's.
+    """
+
+    layout = "teacher-labelled"
+
+    def __init__(
+        self,
+        source: UnlabelledImages,
+        teacher: nn.Module,
+        *,
+        classes: Sequence[str],
+        palette: Sequence[Sequence[int]],
+        mean: Sequence[float],
+        std: Sequence[float],
+        ignore_index: int,
+        device: torch.device | str = "cpu",
+        batch: int = 16,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.root, self.split = source.source, SYNTHETIC_SPLIT if source.scenes is not None else "unlabelled"
+        self.classes, self.palette = list(classes), [list(c) for c in palette]
+        self.ignore_index = ignore_index
+        self.fixed_size = tuple(source.scenes.fixed_size) if source.scenes is not None else None
+        started = time.perf_counter()
+        self.labels = self._label(teacher, mean, std, torch.device(device), batch)
+        if log is not None:
+            seconds = time.perf_counter() - started
+            log(f"pseudo labels: {len(self)} images labelled by the teacher in {seconds:.1f} s")
+
+    def __len__(self) -> int:
+        return self.source.size
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self._index(index)
+        return self._resized(index), self.labels[index].astype(np.int64)
+
+    def describe(self) -> str:
+        """One line for logs: how many images, from where, labelled by the teacher."""
+        where = "synthetic scenes" if self.source.scenes is not None else f"images from {self.root}"
+        return f"{len(self)} {where} labelled by the teacher"
+
+    def _resized(self, index: int) -> np.ndarray:
+        image = self.source.image(index)
+        if self.source.resize is not None:
+            image = resize_short_side(image, np.zeros(image.shape[:2], np.int64), self.source.resize)[0]
+        return image
+
+    @torch.no_grad()
+    def _label(
+        self,
+        teacher: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        batch: int,
+    ) -> list[np.ndarray]:
+        teacher.eval().to(device)
+        mean_t = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
+        std_t = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
+        dtype = np.uint8 if len(self.classes) <= 256 else np.int16
+        labels: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+
+        def flush() -> None:
+            x = torch.from_numpy(np.stack(pending)).to(device).permute(0, 3, 1, 2).float() / 255.0
+            scores = teacher((x - mean_t) / std_t)
+            if scores.shape[-2:] != x.shape[-2:]:
+                scores = F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            labels.extend(scores.argmax(1).cpu().numpy().astype(dtype))
+            pending.clear()
+
+        for index in range(self.source.size):
+            image = self._resized(index)
+            if pending and (len(pending) == batch or pending[0].shape != image.shape):
+                flush()
+            pending.append(image)
+        if pending:
+            flush()
+        return labels

@@ -40,8 +40,9 @@ gets the same."""
 
 @dataclass
 class SetupContext:
-    """What a :data:`SetupHook` sees: the recipe, the datasets, the freshly built model (on the CPU), and the
-    normalization (``mean``/``std``) of the batches the objective will get."""
+    """What a :data:`SetupHook` sees: the recipe, the datasets, the freshly built model (on the CPU), the
+    normalization (``mean``/``std``) of the batches the objective will get, and the device the run trains
+    on."""
 
     recipe: Recipe
     train_ds: Any
@@ -51,6 +52,7 @@ class SetupContext:
     std: list[float]
     resume: bool
     log: Log
+    device: torch.device = torch.device("cpu")
 
 
 @dataclass
@@ -59,13 +61,16 @@ class RunPieces:
 
     ``objective`` replaces the recipe's label loss; ``extra_modules`` (name → module) train along and are
     saved only in ``last.pt``'s train state; ``reference`` (name, model) is evaluated once and logged;
-    ``extra_batch`` (:data:`ExtraBatch`) gives images and masks to append to every step's batch.
+    ``extra_batch`` (:data:`ExtraBatch`) gives images and masks to append to every step's batch;
+    ``train_extra`` (a dataset with the training set's classes) joins the training set
+    (:class:`edgeseg.data.datasets.JoinedDataset`).
     """
 
     objective: Objective | None = None
     extra_modules: dict[str, nn.Module] = field(default_factory=dict)
     reference: tuple[str, nn.Module] | None = None
     extra_batch: ExtraBatch | None = None
+    train_extra: Any = None
 
 
 SetupHook = Callable[[SetupContext], RunPieces]
@@ -150,8 +155,13 @@ def build_run(
             f"model has {model.num_classes} classes but the data at {recipe.data.root} has {num_classes}"
         )
     mean, std = list(recipe.data.mean), list(recipe.data.std)
-    context = SetupContext(recipe, train_ds, val_ds, model, mean, std, resume, log)
+    context = SetupContext(recipe, train_ds, val_ds, model, mean, std, resume, log, device)
     pieces = setup(context) if setup else RunPieces()
+    if pieces.train_extra is not None:
+        from edgeseg.data.datasets import JoinedDataset
+
+        train_ds = JoinedDataset(train_ds, pieces.train_extra)
+        log(f"training set: {train_ds.describe()}")
     # Reseed, so the augmentation stream does not depend on what the model factory and the hook drew.
     seed_everything(t.seed + ctx.rank)
     freeze(model, t.freeze)
