@@ -108,6 +108,13 @@ def unet(num_classes: int = 21, base_channels: int = 64, depth: int = 4) -> UNet
 
 
 @register_model
-def unet_ds(num_classes: int = 21, width_mult: float = 1.0, depth: int = 4) -> UNet:
-    """U-Net with depthwise-separable convolutions; base width ``64·width_mult``, a multiple of 8."""
-    return UNet(num_classes, make_divisible(64 * width_mult, 8), depth, separable=True)
+def unet_ds(
+    num_classes: int = 21, width_mult: float = 1.0, depth: int = 4, base_channels: int | None = None
+) -> UNet:
+    """U-Net with depthwise-separable convolutions; base width ``64·width_mult`` rounded to a multiple of 8
+    (0.125 → 8 channels, 0.15–0.25 → 16), or exactly ``base_channels`` when given (e.g. 12)."""
+    if base_channels is None:
+        base_channels = make_divisible(64 * width_mult, 8)
+    elif isinstance(base_channels, bool) or not isinstance(base_channels, int) or base_channels < 1:
+        raise ValueError(f"base_channels must be a positive integer, got {base_channels!r}")
+    return UNet(num_classes, base_channels, depth, separable=True)
