@@ -268,3 +268,15 @@ def test_a_pseudo_labelled_run_trains_on_the_joined_set_without_teacher_terms(tm
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     epoch = [e for e in steps if e["event"] == "epoch"][-1]
     assert epoch["step"] == 13 // 4  # 8 labelled + 5 teacher-labelled images in batches of 4
+
+
+def test_the_student_alone_gets_the_steps_of_a_pseudo_labelled_run() -> None:
+    from edgeseg.distill.run import alone_epochs
+
+    raw = json.loads(json.dumps(TINY))
+    raw["distill"]["teacher"] = "t.pt"
+    raw["train"]["epochs"] = 3
+    assert alone_epochs(Recipe.from_dict(raw, sections=SECTIONS)) == 3  # kd mode: the same epochs
+    raw["distill"].update(unlabelled_mode="pseudo", unlabelled_batch=0, unlabelled_count=12)
+    # 8 labelled + 12 teacher-labelled images in batches of 4: 5 steps an epoch, against 2 alone
+    assert alone_epochs(Recipe.from_dict(raw, sections=SECTIONS)) == 8  # 15 steps at 2 an epoch, rounded

@@ -134,6 +134,24 @@ def open_unlabelled(cfg: DistillConfig, recipe: Recipe) -> UnlabelledImages | No
     return UnlabelledImages(cfg.unlabelled, cfg.unlabelled_count, batch, recipe.data, recipe.train.seed)
 
 
+def alone_epochs(recipe: Recipe) -> int:
+    """Epochs for the student alone (``recipe`` without ``distill:``) that give the distilled run's number of
+    optimizer steps: ``train.epochs``, except with ``distill.unlabelled_mode: pseudo``, whose epochs also
+    cover the teacher-labelled images (steps per epoch ``(labelled + unlabelled) // batch`` instead of
+    ``labelled // batch``; single process)."""
+    cfg: DistillConfig = recipe.section("distill")
+    epochs = recipe.train.epochs
+    if not (cfg.unlabelled and cfg.unlabelled_mode == "pseudo"):
+        return epochs
+    from edgeseg.train.builders import build_datasets
+
+    labelled = len(build_datasets(recipe)[0])
+    unlabelled = open_unlabelled(cfg, recipe)
+    batch = recipe.data.batch_size
+    steps = epochs * ((labelled + unlabelled.size) // batch)
+    return max(1, round(steps / max(1, labelled // batch)))
+
+
 def _distill_pieces(
     cfg: DistillConfig,
     teacher: Teacher,
