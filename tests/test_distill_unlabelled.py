@@ -13,6 +13,7 @@ from PIL import Image
 from edgeseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from edgeseg.config import Recipe
 from edgeseg.data.config import DataConfig
+from edgeseg.data.loader import normalize
 from edgeseg.data.mix import MixedBatch
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SyntheticSegDataset
 from edgeseg.distill import SECTIONS, distill
@@ -149,13 +150,17 @@ TINY = {
 }  # fmt: skip
 
 
-def test_a_run_with_unlabelled_images_logs_them_and_resumes_exactly(tmp_path: Path) -> None:
+def _teacher_checkpoint(tmp_path: Path) -> Path:
+    """A small U-Net teacher for the synthetic classes, saved as an edgeseg checkpoint."""
     torch.manual_seed(0)
     teacher = create("unet", num_classes=len(SYNTHETIC_CLASSES), base_channels=8, depth=2)
-    teacher_path = tmp_path / "teacher.pt"
-    save_checkpoint(
-        make_checkpoint(teacher, classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE), teacher_path
-    )
+    path = tmp_path / "teacher.pt"
+    save_checkpoint(make_checkpoint(teacher, classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE), path)
+    return path
+
+
+def test_a_run_with_unlabelled_images_logs_them_and_resumes_exactly(tmp_path: Path) -> None:
+    teacher_path = _teacher_checkpoint(tmp_path)
     raw = json.loads(json.dumps(TINY))
     raw["distill"]["teacher"] = str(teacher_path)
     recipe = Recipe.from_dict(raw, sections=SECTIONS)
@@ -217,10 +222,7 @@ def test_pseudo_labels_are_the_teachers_argmax_on_each_whole_image(tmp_path: Pat
     for index, shape in enumerate([(30, 36), (36, 30)]):  # shorter side resized to data.resize=30
         image, mask = pseudo[index]
         assert image.shape == (*shape, 3) and mask.shape == shape and mask.dtype == np.int64
-        x = (
-            torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
-            - torch.tensor(mean).view(1, 3, 1, 1)
-        ) / (torch.tensor(std).view(1, 3, 1, 1))
+        x = normalize(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255, mean, std)
         with torch.no_grad():
             expected = teacher(x).argmax(1)[0].numpy()
         assert np.array_equal(mask, expected)
@@ -245,12 +247,7 @@ def test_pseudo_labels_are_the_teachers_argmax_on_each_whole_image(tmp_path: Pat
 
 
 def test_a_pseudo_labelled_run_trains_on_the_joined_set_without_teacher_terms(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    teacher = create("unet", num_classes=len(SYNTHETIC_CLASSES), base_channels=8, depth=2)
-    teacher_path = tmp_path / "teacher.pt"
-    save_checkpoint(
-        make_checkpoint(teacher, classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE), teacher_path
-    )
+    teacher_path = _teacher_checkpoint(tmp_path)
     raw = json.loads(json.dumps(TINY))
     raw["distill"].update(
         teacher=str(teacher_path),

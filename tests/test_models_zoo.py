@@ -199,11 +199,7 @@ def test_unet_ds_width_goes_below_sixteen_channels_in_steps_of_eight() -> None:
 
 
 def test_unet_ds_width_rounds_to_eight_channels_unless_base_channels_is_given() -> None:
-    widths = {
-        w: create("unet_ds", num_classes=3, width_mult=w).feature_channels["c0"]
-        for w in (0.125, 0.1875, 0.25)
-    }
-    assert widths == {0.125: 8, 0.1875: 16, 0.25: 16}  # 0.1875 is the 0.25 model
+    assert create("unet_ds", num_classes=3, width_mult=0.1875).feature_channels["c0"] == 16  # the 0.25 model
     model = create("unet_ds", num_classes=3, width_mult=0.25, base_channels=12, depth=2)
     assert model.feature_channels == {"c0": 12, "c1": 24, "c2": 48, "decoder": 12}
     assert model(torch.zeros(1, 3, 20, 28)).shape == (1, 3, 20, 28)

@@ -27,7 +27,7 @@ from torch import nn
 from edgeseg.data.augment import fit_to_crop, resize_short_side
 from edgeseg.data.config import SYNTHETIC, DataConfig
 from edgeseg.data.datasets import SegDataset, read_image
-from edgeseg.data.loader import collate
+from edgeseg.data.loader import collate, normalize
 from edgeseg.errors import InputError
 from edgeseg.runtime.files import images_in
 
@@ -179,15 +179,13 @@ class PseudoLabelled(SegDataset):
         batch: int,
     ) -> list[np.ndarray]:
         teacher.eval().to(device)
-        mean_t = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
-        std_t = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
         dtype = np.uint8 if len(self.classes) <= 256 else np.int16
         labels: list[np.ndarray] = []
         pending: list[np.ndarray] = []
 
         def flush() -> None:
             x = torch.from_numpy(np.stack(pending)).to(device).permute(0, 3, 1, 2).float() / 255.0
-            scores = teacher((x - mean_t) / std_t)
+            scores = teacher(normalize(x, mean, std))
             if scores.shape[-2:] != x.shape[-2:]:
                 scores = F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
             labels.extend(scores.argmax(1).cpu().numpy().astype(dtype))
