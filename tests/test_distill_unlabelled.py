@@ -189,6 +189,11 @@ def test_pseudo_mode_settings_are_checked() -> None:
         DistillConfig(teacher="t.pt", unlabelled_mode="pseudo")
     with pytest.raises(InputError, match="unlabelled_batch=4 applies to unlabelled_mode=kd"):
         DistillConfig(teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", unlabelled_batch=4)
+    with pytest.raises(InputError, match="pseudo_threshold=0.9 applies to unlabelled_mode=pseudo, not kd"):
+        DistillConfig(teacher="t.pt", unlabelled="synthetic", pseudo_threshold=0.9)
+    for bad in (1.0, -0.1, "high", True):
+        with pytest.raises(InputError, match="distill.pseudo_threshold: expected a probability in"):
+            DistillConfig(teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", pseudo_threshold=bad)
     # labels only: the teacher labels the images and no teacher term is needed
     DistillConfig(
         teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", weights=LossWeights(kd=0.0)
@@ -228,6 +233,32 @@ def test_pseudo_labels_are_the_teachers_argmax_on_each_whole_image(tmp_path: Pat
         assert np.array_equal(mask, expected)
     assert len(np.unique(pseudo[1][1])) > 1  # the labels are not constant, so the check above means something
 
+    # with a confidence threshold, the pixels where the teacher's top softmax probability is below it are ignored
+    lines.clear()
+    confident = PseudoLabelled(
+        source,
+        teacher,
+        classes=classes,
+        palette=palette,
+        mean=mean,
+        std=std,
+        ignore_index=IGNORE,
+        threshold=0.5,
+        log=lines.append,
+    )
+    kept = total = 0
+    for index in range(2):
+        image, mask = confident[index]
+        x = normalize(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255, mean, std)
+        with torch.no_grad():
+            probability, label = teacher(x).softmax(1).max(1)
+        low = probability[0].numpy() < 0.5
+        assert np.array_equal(mask, np.where(low, IGNORE, label[0].numpy()))
+        kept, total = kept + int((~low).sum()), total + low.size
+    assert 0 < kept < total  # some pixels on each side of the threshold
+    assert confident.kept_share() == pytest.approx(kept / total)
+    assert f"{kept / total:.1%} of their pixels at confidence >= 0.5, the rest ignored" in lines[0]
+
     labelled = SyntheticSegDataset("train", 3, 32)
     same = PseudoLabelled(
         source,
@@ -255,11 +286,13 @@ def test_a_pseudo_labelled_run_trains_on_the_joined_set_without_teacher_terms(tm
         unlabelled_mode="pseudo",
         unlabelled_batch=0,
         unlabelled_count=5,
+        pseudo_threshold=0.05,  # the recipe's threshold reaches the labelling
     )
     raw["train"]["epochs"] = 1
     lines: list[str] = []
     distill(Recipe.from_dict(raw, sections=SECTIONS), tmp_path / "run", progress=False, log=lines.append)
-    assert any(line.startswith("pseudo labels: 5 images labelled by the teacher") for line in lines)
+    labelling = [line for line in lines if line.startswith("pseudo labels: 5 images labelled by the teacher")]
+    assert labelling and "of their pixels at confidence >= 0.05, the rest ignored" in labelling[0]
     joined = [line for line in lines if line.startswith("training set:")]
     assert joined and "8 images" in joined[0] and "5 synthetic scenes labelled by the teacher" in joined[0]
     steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -75,6 +75,8 @@ class DistillConfig:
     step); ``pseudo`` — the teacher labels each image once, before training (the argmax of its scores on the
     whole image), and the images join the training set as labelled ones: the label loss trains on them,
     and the teacher need not run during training at all (every teacher weight may be 0).
+    ``pseudo_threshold``: with ``pseudo``, pixels where the teacher's softmax probability of its class is
+    below this are left unlabelled (``data.ignore_index``); 0 keeps every pixel.
     ``teacher_until``: the fraction of the run's steps during which the teacher terms count (1: all); after
     it the student trains on the label loss alone and the teacher no longer runs — early-stopped KD (Cho &
     Hariharan, 2019), for a student too small to follow the teacher to the end. ``teacher_decay``:
@@ -99,6 +101,7 @@ class DistillConfig:
     unlabelled_batch: int = 0
     unlabelled_count: int = 0
     unlabelled_mode: str = "kd"
+    pseudo_threshold: float = 0.0
     teacher_until: float = 1.0
     teacher_decay: str = "constant"
 
@@ -163,6 +166,14 @@ class DistillConfig:
             raise InputError(
                 f"distill.unlabelled_mode: expected one of {list(UNLABELLED_MODES)}, "
                 f"got {self.unlabelled_mode!r}"
+            )
+        threshold = self.pseudo_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
+            raise InputError(f"distill.pseudo_threshold: expected a probability in [0, 1), got {threshold!r}")
+        if threshold and self.unlabelled_mode != "pseudo":
+            raise InputError(
+                f"distill.pseudo_threshold={threshold} applies to unlabelled_mode=pseudo, "
+                f"not {self.unlabelled_mode}"
             )
         if self.unlabelled_mode == "pseudo":
             if not self.unlabelled:

@@ -180,6 +180,7 @@ def _distill_pieces(
             mean=setup.mean,
             std=setup.std,
             ignore_index=data.ignore_index,
+            threshold=cfg.pseudo_threshold,
             device=setup.device,
             log=setup.log,
         )

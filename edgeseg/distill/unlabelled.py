@@ -120,8 +120,10 @@ class PseudoLabelled(SegDataset):
 
     ``teacher`` maps a batch normalized with ``mean``/``std`` to class scores N×C×h×w (a checkpoint's model
     or an :class:`~edgeseg.distill.onnx_teacher.OnnxTeacher`); scores of another size are resized
-    (bilinear) to the image's before the argmax. Every image is labelled here, on ``device``, in batches of
-    up to ``batch`` images of one size; ``classes``/``palette``/``ignore_index`` are the training set's.
+    (bilinear) to the image's before the argmax. Pixels where the teacher's softmax probability of its class
+    is below ``threshold`` get ``ignore_index`` (the label loss skips them; 0 keeps every pixel). Every image
+    is labelled here, on ``device``, in batches of up to ``batch`` images of one size;
+    ``classes``/``palette``/``ignore_index`` are the training set's.
     """
 
     layout = "teacher-labelled"
@@ -136,6 +138,7 @@ class PseudoLabelled(SegDataset):
         mean: Sequence[float],
         std: Sequence[float],
         ignore_index: int,
+        threshold: float = 0.0,
         device: torch.device | str = "cpu",
         batch: int = 16,
         log: Callable[[str], None] | None = None,
@@ -145,11 +148,16 @@ class PseudoLabelled(SegDataset):
         self.classes, self.palette = list(classes), [list(c) for c in palette]
         self.ignore_index = ignore_index
         self.fixed_size = tuple(source.scenes.fixed_size) if source.scenes is not None else None
+        self.threshold = float(threshold)
         started = time.perf_counter()
         self.labels = self._label(teacher, mean, std, torch.device(device), batch)
         if log is not None:
             seconds = time.perf_counter() - started
-            log(f"pseudo labels: {len(self)} images labelled by the teacher in {seconds:.1f} s")
+            kept = ""
+            if self.threshold > 0:
+                share = self.kept_share()
+                kept = f"; {share:.1%} of their pixels at confidence >= {self.threshold:g}, the rest ignored"
+            log(f"pseudo labels: {len(self)} images labelled by the teacher in {seconds:.1f} s{kept}")
 
     def __len__(self) -> int:
         return self.source.size
@@ -162,6 +170,11 @@ class PseudoLabelled(SegDataset):
         """One line for logs: how many images, from where, labelled by the teacher."""
         where = "synthetic scenes" if self.source.scenes is not None else f"images from {self.root}"
         return f"{len(self)} {where} labelled by the teacher"
+
+    def kept_share(self) -> float:
+        """The share of labelled pixels (not ``ignore_index``) over all the images."""
+        kept = sum(int((labels != self.ignore_index).sum()) for labels in self.labels)
+        return kept / max(1, sum(labels.size for labels in self.labels))
 
     def _resized(self, index: int) -> np.ndarray:
         image = self.source.image(index)
@@ -179,7 +192,8 @@ class PseudoLabelled(SegDataset):
         batch: int,
     ) -> list[np.ndarray]:
         teacher.eval().to(device)
-        dtype = np.uint8 if len(self.classes) <= 256 else np.int16
+        small = len(self.classes) <= 256 and 0 <= self.ignore_index < 256
+        dtype = np.uint8 if small else np.int32
         labels: list[np.ndarray] = []
         pending: list[np.ndarray] = []
 
@@ -188,7 +202,10 @@ class PseudoLabelled(SegDataset):
             scores = teacher(normalize(x, mean, std))
             if scores.shape[-2:] != x.shape[-2:]:
                 scores = F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            labels.extend(scores.argmax(1).cpu().numpy().astype(dtype))
+            confidence, label = scores.float().softmax(1).max(1)
+            if self.threshold > 0:
+                label[confidence < self.threshold] = self.ignore_index
+            labels.extend(label.cpu().numpy().astype(dtype))
             pending.clear()
 
         for index in range(self.source.size):
