@@ -193,7 +193,9 @@ def test_pseudo_mode_settings_are_checked() -> None:
         DistillConfig(teacher="t.pt", unlabelled="synthetic", pseudo_threshold=0.9)
     for bad in (1.0, -0.1, "high", True):
         with pytest.raises(InputError, match="distill.pseudo_threshold: expected a probability in"):
-            DistillConfig(teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", pseudo_threshold=bad)
+            DistillConfig(
+                teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", pseudo_threshold=bad
+            )
     # labels only: the teacher labels the images and no teacher term is needed
     DistillConfig(
         teacher="t.pt", unlabelled="synthetic", unlabelled_mode="pseudo", weights=LossWeights(kd=0.0)
@@ -233,7 +235,7 @@ def test_pseudo_labels_are_the_teachers_argmax_on_each_whole_image(tmp_path: Pat
         assert np.array_equal(mask, expected)
     assert len(np.unique(pseudo[1][1])) > 1  # the labels are not constant, so the check above means something
 
-    # with a confidence threshold, the pixels where the teacher's top softmax probability is below it are ignored
+    # with a confidence threshold, pixels where the teacher's top softmax probability is below it are ignored
     lines.clear()
     confident = PseudoLabelled(
         source,
