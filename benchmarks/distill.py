@@ -80,8 +80,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train the student alone for seeds 0..N-1 (N > --seeds): more seeds of the plateau evidence; "
         "gain and gap closed stay those of the paired seeds",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train up to N student runs at once, each in its own process (set OMP_NUM_THREADS so that N "
+        "processes fit the cores)",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    return args
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -111,16 +122,51 @@ def plateau(curve: list[list[float]], epochs: int, tolerance: float) -> dict[str
     return {"last_third_from_epoch": cut, "gain": gain, "plateaued": gain <= tolerance}
 
 
-def train_or_resume(args: argparse.Namespace, train, recipe: Any, run_dir: Path, log) -> dict[str, Any]:
-    """Train (or, with ``--resume``, continue) one run; return its curve, times and plateau evidence."""
+def train_options(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
+    """How ``fit``/``distill`` is called for ``run_dir``: resumed from its ``last.pt`` with ``--resume``."""
     resume = args.resume and (run_dir / "last.pt").is_file()
-    t0 = time.perf_counter()
-    train(recipe, run_dir, resume=resume, force=not resume, progress=args.progress, log=log)
+    return {"resume": resume, "force": not resume, "progress": args.progress}
+
+
+def run_info(args: argparse.Namespace, recipe: Any, run_dir: Path, seconds: float) -> dict[str, Any]:
+    """A finished run's curve, times and plateau evidence; ``seconds``: the wall time of this call."""
     info = run_curve(run_dir)
-    info["wall_seconds_this_call"] = time.perf_counter() - t0
+    info["wall_seconds_this_call"] = seconds
     info["final_miou"] = float(info["curve"][-1][1])
     info["plateau"] = plateau(info["curve"], recipe.train.epochs, args.plateau_tolerance)
     return info
+
+
+def train_or_resume(args: argparse.Namespace, train, recipe: Any, run_dir: Path, log) -> dict[str, Any]:
+    """Train (or, with ``--resume``, continue) one run; return its curve, times and plateau evidence."""
+    t0 = time.perf_counter()
+    train(recipe, run_dir, **train_options(args, run_dir), log=log)
+    return run_info(args, recipe, run_dir, time.perf_counter() - t0)
+
+
+def run_all(args: argparse.Namespace, runs: dict[str, tuple[Any, Any, Path]], log) -> dict[str, dict[str, Any]]:
+    """Every ``name: (train, recipe, run_dir)`` through :func:`train_or_resume`, ``--jobs`` at a time.
+
+    The runs are independent (each has its own seed, folder and data order), so running them in parallel
+    processes changes no figure, only the wall time; a failed run stops the benchmark with its error. The
+    workers call edgeseg's ``fit``/``distill`` directly (this script need not be importable there) and log
+    to stdout.
+    """
+    if args.jobs == 1:
+        return {name: train_or_resume(args, *run, log) for name, run in runs.items()}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {
+            name: pool.submit(train, recipe, run_dir, **train_options(args, run_dir), log=print)
+            for name, (train, recipe, run_dir) in runs.items()
+        }
+        for future in futures.values():
+            future.result()
+    seconds = time.perf_counter() - t0  # the whole pool's wall time: the runs overlap
+    return {name: run_info(args, recipe, run_dir, seconds) for name, (_, recipe, run_dir) in runs.items()}
 
 
 def teacher_sets(args: argparse.Namespace) -> list[str]:
@@ -209,19 +255,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         """The distillation recipe at ``seed`` with the student overrides (and ``more``)."""
         return load_distill_recipe(args.recipe, [*sets, f"train.seed={seed}", *more])
 
-    def train_alone(recipe: Any, run_dir: Path) -> dict[str, Any]:
-        """Train (or read back) the student alone: ``recipe`` without its ``distill:`` section, for as many
-        optimizer steps as the distilled run (more epochs when the teacher labels unlabelled images)."""
+    def alone_run(recipe: Any, run_dir: Path) -> tuple[Any, Any, Path]:
+        """The student alone: ``recipe`` without its ``distill:`` section, for as many optimizer steps as the
+        distilled run (more epochs when the teacher labels unlabelled images)."""
         train = dataclasses.replace(recipe.train, epochs=alone_epochs(recipe))
-        return train_or_resume(args, fit, dataclasses.replace(recipe, sections={}, train=train), run_dir, log)
+        return fit, dataclasses.replace(recipe, sections={}, train=train), run_dir
+
+    todo: dict[str, tuple[Any, Any, Path]] = {}
+    for seed in range(args.seeds):
+        recipe = seed_recipe(seed)
+        todo[f"alone_s{seed}"] = alone_run(recipe, work / f"alone_s{seed}")
+        todo[f"distill_s{seed}"] = (distill, recipe, work / f"distill_s{seed}")
+    for seed in range(args.seeds, args.alone_seeds):
+        todo[f"alone_s{seed}"] = alone_run(seed_recipe(seed), work / f"alone_s{seed}")
+    if args.long_alone > 1:
+        long_recipe = seed_recipe(0, f"train.epochs={recipe.train.epochs * args.long_alone}")
+        todo["alone_long_s0"] = alone_run(long_recipe, work / "alone_long_s0")
+    log(f"student runs: {', '.join(todo)} ({args.jobs} at a time)")
+    done = run_all(args, todo, log)
 
     alone, distilled, teacher_scores, runs = [], [], [], {}
     for seed in range(args.seeds):
-        recipe = seed_recipe(seed)
-        log(f"seed {seed}: student alone")
-        run_alone = train_alone(recipe, work / f"alone_s{seed}")
-        log(f"seed {seed}: distilled")
-        run_kd = train_or_resume(args, distill, recipe, work / f"distill_s{seed}", log)
+        run_alone, run_kd = done[f"alone_s{seed}"], done[f"distill_s{seed}"]
         alone.append(run_alone["final_miou"])
         distilled.append(run_kd["final_miou"])
         teacher_scores.append(teacher_miou(work / f"distill_s{seed}"))
@@ -238,21 +293,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"teacher {teacher_scores[-1]:.4f}"
         )
 
-    alone_extra = {}
-    for seed in range(args.seeds, args.alone_seeds):
-        log(f"seed {seed}: student alone (alone only)")
-        alone_extra[seed] = train_alone(seed_recipe(seed), work / f"alone_s{seed}")
+    alone_extra = {seed: done[f"alone_s{seed}"] for seed in range(args.seeds, args.alone_seeds)}
     every_alone = alone + [v["final_miou"] for v in alone_extra.values()]
 
     long_alone = None
     if args.long_alone > 1:
-        long_recipe = seed_recipe(0, f"train.epochs={recipe.train.epochs * args.long_alone}")
-        epochs = alone_epochs(long_recipe)
-        log(f"seed 0: student alone for {epochs} epochs ({args.long_alone}x the schedule)")
-        long_run = train_alone(long_recipe, work / "alone_long_s0")
+        long_run = done["alone_long_s0"]
         long_alone = {
             "factor": args.long_alone,
-            "epochs": epochs,
+            "epochs": todo["alone_long_s0"][1].train.epochs,
             "run": long_run,
             "final_miou": long_run["final_miou"],
             "lift_over_schedule": long_run["final_miou"] - alone[0],

@@ -116,3 +116,33 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert more["alone_miou"] == longer["alone_miou"] and more["gap_closed"] == longer["gap_closed"]
     assert more["alone_miou_every_seed"]["values"] == [seed0["alone"], extra["final_miou"]]
     assert "Student alone over all 2 seeds" in (tmp_path / "result.md").read_text()
+
+    # --jobs 2: the same student runs in two worker processes give the same figures as run one by one
+    parallel = [
+        "--recipe",
+        str(RECIPES / "distill_capacity_deeplabv3plus.yaml"),
+        "--teacher",
+        str(tmp_path / "runs" / "teacher" / "best.pt"),
+        "--seeds",
+        "1",
+        "--work-dir",
+        str(tmp_path / "parallel"),
+        "--out",
+        str(tmp_path / "parallel_result"),
+        "--bench-runs",
+        "2",
+        "--jobs",
+        "2",
+    ]
+    for item in tiny:
+        parallel += ["--set", item]
+    assert bench.main(parallel) == 0
+    both = json.loads((tmp_path / "parallel_result.json").read_text())["per_seed"]["0"]
+    assert both["alone_run"]["curve"] == seed0["alone_run"]["curve"]
+    assert both["distilled_run"]["curve"] == seed0["distilled_run"]["curve"]
+
+
+def test_jobs_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--jobs", "0"])
+    assert "--jobs: expected an integer >= 1, got 0" in capsys.readouterr().err
