@@ -144,7 +144,9 @@ def train_or_resume(args: argparse.Namespace, train, recipe: Any, run_dir: Path,
     return run_info(args, recipe, run_dir, time.perf_counter() - t0)
 
 
-def run_all(args: argparse.Namespace, runs: dict[str, tuple[Any, Any, Path]], log) -> dict[str, dict[str, Any]]:
+def run_all(
+    args: argparse.Namespace, runs: dict[str, tuple[Any, Any, Path]], log
+) -> dict[str, dict[str, Any]]:
     """Every ``name: (train, recipe, run_dir)`` through :func:`train_or_resume`, ``--jobs`` at a time.
 
     The runs are independent (each has its own seed, folder and data order), so running them in parallel
