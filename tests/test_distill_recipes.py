@@ -54,7 +54,8 @@ def test_recipe_loads_and_names_an_existing_teacher_recipe(path: Path) -> None:
     assert teacher.model.name != recipe.model.name or teacher.model.kwargs != recipe.model.kwargs
     w = cfg.weights
     # a recipe distils through a teacher term, or through the teacher's labels on unlabelled images
-    teaches = w.kd + w.cwd + w.relation + w.feature > 0 or (cfg.unlabelled and cfg.unlabelled_mode == "pseudo")
+    labels = bool(cfg.unlabelled) and cfg.unlabelled_mode == "pseudo"
+    teaches = w.kd + w.cwd + w.relation + w.feature > 0 or labels
     assert teaches, f"{path.name} distils nothing"
 
 
