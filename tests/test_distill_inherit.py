@@ -124,8 +124,9 @@ def test_student_init_from_another_checkpoint_selects_from_it_while_the_teacher_
 
     missing = tmp_path / "nowhere.pt"
     result = _invoke(recipe, "-o", str(tmp_path / "r1"), *common, "--set", f"distill.student_init={missing}")
-    assert result.exit_code != 0 and "distill.student_init" in str(result.exception)
-    assert str(missing) in str(result.exception)
+    assert result.exit_code != 0 and str(missing) in str(result.exception)
+    message = str(result.exception)
+    assert f"distill.student_init: checkpoint not found: {missing} (train that model first" in message
     other = _teacher(
         tmp_path / "other.pt", classes=["background", "cat", "dog"], name="lraspp_dsnet", width_mult=1.0
     )

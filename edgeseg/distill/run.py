@@ -118,6 +118,11 @@ def open_init_source(cfg: DistillConfig) -> CheckpointTeacher | None:
 
     if cfg.student_init in STUDENT_INITS:
         return None
+    if not Path(cfg.student_init).is_file():
+        raise InputError(
+            f"distill.student_init: checkpoint not found: {cfg.student_init} (train that model first, e.g. "
+            "the assistant, or set distill.student_init=scratch)"
+        )
     try:
         return read_teacher(cfg.student_init)
     except InputError as err:
