@@ -31,6 +31,11 @@ def distill_command(
     from the teacher's own weights (weight selection); its depthwise-separable layers that stand where the
     teacher has full convolutions (U-Net to unet_ds, the DeepLabV3+ head) start from their decomposition.
 
+    For a student far smaller than its teacher: start it from a model between the two in size
+    (distill.student_init=assistant.pt, e.g. a wider student distilled first) and let the teacher label
+    unlabelled images once, which then train the student as labelled ones (distill.unlabelled=DIR,
+    distill.unlabelled_mode=pseudo).
+
     The run folder gets best.pt / last.pt (ordinary student checkpoints, adapters dropped), metrics.jsonl
     (the teacher's mIoU once, the student's at each evaluation) and recipe.yaml.
     """
