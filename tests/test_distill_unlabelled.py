@@ -214,46 +214,42 @@ def test_pseudo_labels_are_the_teachers_argmax_on_each_whole_image(tmp_path: Pat
     lines: list[str] = []
     classes, palette = ["a", "b", "c"], [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
     source = UnlabelledImages(str(folder), 0, 4, data, seed=0)
-    pseudo = PseudoLabelled(
-        source,
-        teacher,
-        classes=classes,
-        palette=palette,
-        mean=mean,
-        std=std,
-        ignore_index=IGNORE,
-        log=lines.append,
-    )
+
+    def labelled(threshold: float = 0.0) -> PseudoLabelled:
+        return PseudoLabelled(
+            source,
+            teacher,
+            classes=classes,
+            palette=palette,
+            mean=mean,
+            std=std,
+            ignore_index=IGNORE,
+            threshold=threshold,
+            log=lines.append,
+        )
+
+    def teacher_scores(image: np.ndarray) -> torch.Tensor:
+        """The teacher's class scores on ``image`` (H×W×3 uint8), 1×C×H×W."""
+        x = normalize(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255, mean, std)
+        with torch.no_grad():
+            return teacher(x)
+
+    pseudo = labelled()
     assert len(pseudo) == 2 and pseudo.fixed_size is None
     assert lines[0].startswith("pseudo labels: 2 images labelled by the teacher in")
     for index, shape in enumerate([(30, 36), (36, 30)]):  # shorter side resized to data.resize=30
         image, mask = pseudo[index]
         assert image.shape == (*shape, 3) and mask.shape == shape and mask.dtype == np.int64
-        x = normalize(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255, mean, std)
-        with torch.no_grad():
-            expected = teacher(x).argmax(1)[0].numpy()
-        assert np.array_equal(mask, expected)
+        assert np.array_equal(mask, teacher_scores(image).argmax(1)[0].numpy())
     assert len(np.unique(pseudo[1][1])) > 1  # the labels are not constant, so the check above means something
 
     # with a confidence threshold, pixels where the teacher's top softmax probability is below it are ignored
     lines.clear()
-    confident = PseudoLabelled(
-        source,
-        teacher,
-        classes=classes,
-        palette=palette,
-        mean=mean,
-        std=std,
-        ignore_index=IGNORE,
-        threshold=0.5,
-        log=lines.append,
-    )
+    confident = labelled(threshold=0.5)
     kept = total = 0
     for index in range(2):
         image, mask = confident[index]
-        x = normalize(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255, mean, std)
-        with torch.no_grad():
-            probability, label = teacher(x).softmax(1).max(1)
+        probability, label = teacher_scores(image).softmax(1).max(1)
         low = probability[0].numpy() < 0.5
         assert np.array_equal(mask, np.where(low, IGNORE, label[0].numpy()))
         kept, total = kept + int((~low).sum()), total + low.size

@@ -118,13 +118,12 @@ def open_init_source(cfg: DistillConfig) -> CheckpointTeacher | None:
 
     if cfg.student_init in STUDENT_INITS:
         return None
-    if not Path(cfg.student_init).is_file():
-        raise InputError(
-            f"distill.student_init: checkpoint not found: {cfg.student_init} (train that model first, e.g. "
-            "the assistant, or set distill.student_init=scratch)"
-        )
+    missing = (
+        "checkpoint not found: {path} (train that model first, e.g. the assistant, or set "
+        "distill.student_init=scratch)"
+    )
     try:
-        return read_teacher(cfg.student_init)
+        return read_teacher(cfg.student_init, missing)
     except InputError as err:
         raise InputError(f"distill.student_init: {err}") from err
 

@@ -80,11 +80,15 @@ class CheckpointTeacher:
         return freeze(model.to(device))
 
 
-def read_teacher(path: str | os.PathLike) -> CheckpointTeacher:
-    """Read the teacher checkpoint at ``path``; a missing or unreadable file raises :class:`InputError`."""
+MISSING_TEACHER = "teacher checkpoint not found: {path} (set distill.teacher, or train the teacher)"
+
+
+def read_teacher(path: str | os.PathLike, missing: str = MISSING_TEACHER) -> CheckpointTeacher:
+    """Read the teacher checkpoint at ``path``; a missing or unreadable file raises :class:`InputError`
+    (a missing one with ``missing``, formatted with ``path``: the hint fits the key that named the file)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"teacher checkpoint not found: {p} (set distill.teacher, or train the teacher)")
+        raise InputError(missing.format(path=p))
     try:
         ckpt = load_checkpoint(p)
     except InputError as err:

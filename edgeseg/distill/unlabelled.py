@@ -202,9 +202,11 @@ class PseudoLabelled(SegDataset):
             scores = teacher(normalize(x, mean, std))
             if scores.shape[-2:] != x.shape[-2:]:
                 scores = F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            confidence, label = scores.float().softmax(1).max(1)
             if self.threshold > 0:
+                confidence, label = scores.float().softmax(1).max(1)
                 label[confidence < self.threshold] = self.ignore_index
+            else:
+                label = scores.argmax(1)
             labels.extend(label.cpu().numpy().astype(dtype))
             pending.clear()
 
