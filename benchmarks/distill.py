@@ -145,28 +145,40 @@ def train_or_resume(args: argparse.Namespace, train, recipe: Any, run_dir: Path,
 
 
 def run_all(
-    args: argparse.Namespace, runs: dict[str, tuple[Any, Any, Path]], log
+    args: argparse.Namespace,
+    runs: dict[str, tuple[Any, Any, Path]],
+    log,
+    needs: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every ``name: (train, recipe, run_dir)`` through :func:`train_or_resume`, ``--jobs`` at a time.
 
-    The runs are independent (each has its own seed, folder and data order), so running them in parallel
-    processes changes no figure, only the wall time; a failed run stops the benchmark with its error. The
+    ``needs`` maps a run to the run it waits for (the distilled students wait for a teacher trained here;
+    ``runs`` lists every run after the one it needs). Otherwise the runs are independent (each has its own
+    seed, folder and data order), so running them in parallel processes changes no figure, only the wall
+    time: the students alone train beside the teacher. A failed run stops the benchmark with its error. The
     workers call edgeseg's ``fit``/``distill`` directly (this script need not be importable there) and log
     to stdout.
     """
+    needs = needs or {}
     if args.jobs == 1:
         return {name: train_or_resume(args, *run, log) for name, run in runs.items()}
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {
-            name: pool.submit(train, recipe, run_dir, **train_options(args, run_dir), log=print)
-            for name, (train, recipe, run_dir) in runs.items()
-        }
-        for future in futures.values():
-            future.result()
+
+        def submit(name: str):
+            train, recipe, run_dir = runs[name]
+            return pool.submit(train, recipe, run_dir, **train_options(args, run_dir), log=print)
+
+        futures = {submit(name): name for name in runs if name not in needs}
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+                name = futures.pop(future)
+                futures.update({submit(other): other for other, need in needs.items() if need == name})
     seconds = time.perf_counter() - t0  # the whole pool's wall time: the runs overlap
     return {name: run_info(args, recipe, run_dir, seconds) for name, (_, recipe, run_dir) in runs.items()}
 
@@ -181,13 +193,22 @@ def teacher_sets(args: argparse.Namespace) -> list[str]:
     return sets
 
 
-def train_teacher(args: argparse.Namespace, recipe_path: str, work: Path, log) -> dict[str, Any]:
+def teacher_run(args: argparse.Namespace, recipe_path: str, work: Path) -> tuple[Any, Any, Path]:
+    """The teacher's ``(train, recipe, run_dir)`` when this script trains it."""
     from edgeseg.config import load_recipe
     from edgeseg.train import fit
 
-    recipe = load_recipe(recipe_path, teacher_sets(args))
-    log(f"training the teacher ({recipe_path}, {recipe.train.epochs} epochs)")
-    return train_or_resume(args, fit, recipe, work / "teacher", log)
+    return fit, load_recipe(recipe_path, teacher_sets(args)), work / "teacher"
+
+
+def training_device(name: str) -> str:
+    """What ``train.device: name`` trains on here, in words (the GPU's name for CUDA)."""
+    import torch
+
+    from edgeseg.train.distributed import resolve_device
+
+    device = resolve_device(name)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
 
 
 def data_scale(recipe: Any) -> str:
@@ -240,18 +261,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sets.append(f"train.epochs={args.epochs}")
     base = load_distill_recipe(args.recipe, sets + ["distill.teacher=unused"])
     started = time.perf_counter()
-    teacher_run = None
+    todo: dict[str, tuple[Any, Any, Path]] = {}
     if args.teacher:
         teacher_path = Path(args.teacher)
     else:
         teacher_recipe = base.section("distill").teacher_recipe
         if not teacher_recipe:
             raise EdgesegError(f"{args.recipe} names no distill.teacher_recipe; pass --teacher CKPT")
-        teacher_run = train_teacher(args, teacher_recipe, work, log)
-        teacher_path = work / "teacher" / "best.pt"
+        todo["teacher"] = teacher_run(args, teacher_recipe, work)
+        teacher_path = todo["teacher"][2] / "best.pt"
     sets.append(f"distill.teacher={teacher_path}")
-
-    teacher_seconds = time.perf_counter() - started
 
     def seed_recipe(seed: int, *more: str) -> Any:
         """The distillation recipe at ``seed`` with the student overrides (and ``more``)."""
@@ -263,7 +282,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         train = dataclasses.replace(recipe.train, epochs=alone_epochs(recipe))
         return fit, dataclasses.replace(recipe, sections={}, train=train), run_dir
 
-    todo: dict[str, tuple[Any, Any, Path]] = {}
     for seed in range(args.seeds):
         recipe = seed_recipe(seed)
         todo[f"alone_s{seed}"] = alone_run(recipe, work / f"alone_s{seed}")
@@ -273,8 +291,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.long_alone > 1:
         long_recipe = seed_recipe(0, f"train.epochs={recipe.train.epochs * args.long_alone}")
         todo["alone_long_s0"] = alone_run(long_recipe, work / "alone_long_s0")
-    log(f"student runs: {', '.join(todo)} ({args.jobs} at a time)")
-    done = run_all(args, todo, log)
+    # the distilled students wait for a teacher trained here; the students alone train beside it
+    needs = {name: "teacher" for name in todo if name.startswith("distill_") and "teacher" in todo}
+    log(f"runs: {', '.join(todo)} ({args.jobs} at a time)")
+    done = run_all(args, todo, log, needs)
 
     alone, distilled, teacher_scores, runs = [], [], [], {}
     for seed in range(args.seeds):
@@ -336,8 +356,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "data_scale": data_scale(recipe),
         "student_overrides": list(args.sets),
         "teacher_command": teacher_command,
-        "teacher_seconds": teacher_seconds if not args.teacher else None,
-        "teacher_run": teacher_run,
+        "teacher_seconds": done["teacher"]["train_seconds"] if "teacher" in done else None,
+        "teacher_run": done.get("teacher"),
         "epochs": recipe.train.epochs,
         "alone_epochs": alone_epochs(recipe),
         "seeds": args.seeds,
@@ -364,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "cpu": {"torch_threads": torch.get_num_threads(), "os_cpus": os.cpu_count()},
         "machine": machine_info(torch.get_num_threads()).to_dict(),
+        "training_device": training_device(recipe.train.device),
         "command": "python " + shlex.join(sys.argv),
     }
 
@@ -506,6 +527,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"start and {r['load_average']['end'][0]:.1f} at the end).",
         "",
         f"Machine: {r['machine']['description']}." if "machine" in r else "Machine: not recorded.",
+        f"Trained on: {r.get('training_device', 'not recorded')}.",
         "",
     ]
     return "\n".join(lines)

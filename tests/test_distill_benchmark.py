@@ -65,6 +65,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     ]
     for item in tiny:
         args += ["--set", item, "--teacher-set", item]
+    args += ["--set", "distill.unlabelled_count=8"]  # the teacher labels 8 scenes: twice the steps per epoch
     assert bench.main(args) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     for key in (
@@ -82,8 +83,11 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
         assert key in result
     assert result["teacher_model"]["kwargs"]["backbone"] == "resnet18"
     seed0 = result["per_seed"]["0"]
-    assert [e for e, _ in seed0["alone_run"]["curve"]] == [1, 2, 3]
-    assert seed0["alone_run"]["plateau"]["last_third_from_epoch"] == 2
+    # the student alone trains for the distilled run's optimizer steps: 3 epochs of 8 + 8 images = 6 of 8
+    assert result["alone_epochs"] == 6
+    assert [e for e, _ in seed0["alone_run"]["curve"]] == [1, 2, 3, 4, 5, 6]
+    assert [e for e, _ in seed0["distilled_run"]["curve"]] == [1, 2, 3]
+    assert seed0["alone_run"]["plateau"]["last_third_from_epoch"] == 4
     assert seed0["alone"] == seed0["alone_run"]["curve"][-1][1]
     assert "Validation curves" in (tmp_path / "result.md").read_text()
 
@@ -101,10 +105,10 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     longer = json.loads((tmp_path / "result.json").read_text())
     assert metrics.read_text() == before
     la = longer["long_alone"]
-    assert la["epochs"] == 6 and [e for e, _ in la["run"]["curve"]] == [1, 2, 3, 4, 5, 6]
+    assert la["epochs"] == 12 and [e for e, _ in la["run"]["curve"]] == list(range(1, 13))
     assert la["lift_over_schedule"] == pytest.approx(la["final_miou"] - seed0["alone"])
     assert la["distilled_minus_long"] == pytest.approx(seed0["distilled"] - la["final_miou"])
-    assert "at 2x the schedule (6 epochs)" in (tmp_path / "result.md").read_text()
+    assert "at 2x the schedule (12 epochs)" in (tmp_path / "result.md").read_text()
 
     # more seeds of the student alone: trains only alone_s1, keeps the paired figures, reports every seed
     assert bench.main([*args, "--resume", "--long-alone", "2", "--alone-seeds", "2"]) == 0
@@ -112,17 +116,16 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert metrics.read_text() == before
     assert not (tmp_path / "runs" / "distill_s1").exists()
     extra = more["alone_only_seeds"]["1"]
-    assert [e for e, _ in extra["curve"]] == [1, 2, 3]
+    assert [e for e, _ in extra["curve"]] == [1, 2, 3, 4, 5, 6]
     assert more["alone_miou"] == longer["alone_miou"] and more["gap_closed"] == longer["gap_closed"]
     assert more["alone_miou_every_seed"]["values"] == [seed0["alone"], extra["final_miou"]]
     assert "Student alone over all 2 seeds" in (tmp_path / "result.md").read_text()
 
-    # --jobs 2: the same student runs in two worker processes give the same figures as run one by one
+    # --jobs 2: the teacher and the student alone train side by side, the distilled student after the teacher
+    # (it would fail without the teacher's checkpoint); the same figures as run one by one
     parallel = [
         "--recipe",
         str(RECIPES / "distill_capacity_deeplabv3plus.yaml"),
-        "--teacher",
-        str(tmp_path / "runs" / "teacher" / "best.pt"),
         "--seeds",
         "1",
         "--work-dir",
@@ -135,9 +138,12 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
         "2",
     ]
     for item in tiny:
-        parallel += ["--set", item]
+        parallel += ["--set", item, "--teacher-set", item]
+    parallel += ["--set", "distill.unlabelled_count=8"]
     assert bench.main(parallel) == 0
-    both = json.loads((tmp_path / "parallel_result.json").read_text())["per_seed"]["0"]
+    in_pool = json.loads((tmp_path / "parallel_result.json").read_text())
+    assert in_pool["teacher_run"]["curve"] == result["teacher_run"]["curve"]
+    both = in_pool["per_seed"]["0"]
     assert both["alone_run"]["curve"] == seed0["alone_run"]["curve"]
     assert both["distilled_run"]["curve"] == seed0["distilled_run"]["curve"]
 
