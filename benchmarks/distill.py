@@ -85,8 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         metavar="N",
-        help="train up to N student runs at once, each in its own process (set OMP_NUM_THREADS so that N "
-        "processes fit the cores)",
+        help="train up to N runs at once, each in its own process: the students alone beside the teacher, "
+        "the distilled ones after it (set OMP_NUM_THREADS so that N processes fit the cores)",
     )
     p.add_argument("--progress", action="store_true", help="show progress bars")
     args = p.parse_args(argv)
