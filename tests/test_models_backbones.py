@@ -131,10 +131,28 @@ def test_output_stride_replaces_stride_by_dilation_like_torchvision() -> None:
     assert [b.conv2.dilation[0] for b in os16.layer4] == [1, 2, 2] and os16.layer3[0].conv2.stride == (2, 2)
 
 
+def test_resnet_c_replaces_the_7x7_stem_by_three_3x3_convolutions() -> None:
+    with torch.device("meta"):
+        plain, deep = resnet("resnet18", include_top=False), resnet("resnet18c", include_top=False)
+    convs = [m for m in deep.conv1 if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (3, 32, (3, 3), (2, 2)),
+        (32, 32, (3, 3), (1, 1)),
+        (32, 64, (3, 3), (1, 1)),
+    ]
+    # everything after the stem is ResNet-18's: same names and shapes
+    after = {k: v.shape for k, v in plain.state_dict().items() if not k.startswith("conv1.")}
+    assert {k: v.shape for k, v in deep.state_dict().items() if not k.startswith("conv1.")} == after
+    stem = sum(p.numel() for p in deep.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert stem == 3 * 32 * 9 + 32 * 32 * 9 + 32 * 64 * 9 + 2 * 2 * 32 - 64 * 3 * 49
+
+
 BACKBONE_CASES = [(name, os, 64) for name in ("resnet18", "mobilenetv2", "dsnet") for os in (8, 16, 32)]
 
 
-@pytest.mark.parametrize(("name", "output_stride", "size"), [*BACKBONE_CASES, ("resnet101", 8, 32)])
+@pytest.mark.parametrize(
+    ("name", "output_stride", "size"), [*BACKBONE_CASES, ("resnet101", 8, 32), ("resnet18c", 8, 64)]
+)
 def test_backbone_maps_have_the_announced_channels_and_strides(
     name: str, output_stride: int, size: int
 ) -> None:

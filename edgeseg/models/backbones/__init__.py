@@ -1,4 +1,5 @@
-"""Backbones for segmentation: ResNet-18/34/50/101, MobileNetV2, DSNet, QDSNet.
+"""Backbones for segmentation: ResNet-18/34/50/101 (and their ResNet-C deep-stem forms), MobileNetV2, DSNet,
+QDSNet.
 
 A backbone's ``forward(x)`` returns ``{"c2", "c3", "c4", "c5"}`` stage maps (strides 4, 8, 16, 32, or less
 when dilated) and it carries ``feature_channels``, ``feature_strides`` and ``stride`` (its output stride).
