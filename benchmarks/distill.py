@@ -417,7 +417,8 @@ def long_alone_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"Student alone, seed 0, at {la['factor']}x the schedule ({la['epochs']} epochs): final mIoU "
         f"{la['final_miou']:.4f}, {100 * la['lift_over_schedule']:+.1f} points over the same seed at "
-        f"{r['epochs']} epochs; {100 * (la['final_miou'] - r['teacher_miou']):+.1f} points from the teacher; "
+        f"{r.get('alone_epochs', r['epochs'])} epochs; "
+        f"{100 * (la['final_miou'] - r['teacher_miou']):+.1f} points from the teacher; "
         f"the distilled student of seed 0 ({r['epochs']} epochs) is {100 * la['distilled_minus_long']:+.1f} "
         f"points from it; gain over its own last third: {plateau_words(la['run']['plateau'])}.",
         "",

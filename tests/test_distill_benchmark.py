@@ -81,7 +81,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
         "command",
     ):
         assert key in result
-    assert result["teacher_model"]["kwargs"]["backbone"] == "resnet18"
+    assert result["teacher_model"]["kwargs"]["backbone"] == "resnet18c"
     seed0 = result["per_seed"]["0"]
     # the student alone trains for the distilled run's optimizer steps: 3 epochs of 8 + 8 images = 6 of 8
     assert result["alone_epochs"] == 6
@@ -109,6 +109,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert la["lift_over_schedule"] == pytest.approx(la["final_miou"] - seed0["alone"])
     assert la["distilled_minus_long"] == pytest.approx(seed0["distilled"] - la["final_miou"])
     assert "at 2x the schedule (12 epochs)" in (tmp_path / "result.md").read_text()
+    assert "over the same seed at 6 epochs" in (tmp_path / "result.md").read_text()
 
     # more seeds of the student alone: trains only alone_s1, keeps the paired figures, reports every seed
     assert bench.main([*args, "--resume", "--long-alone", "2", "--alone-seeds", "2"]) == 0
