@@ -70,7 +70,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="F",
-        help="also train the student alone (seed 0) for F times the schedule: does more training lift it?",
+        help="also train the student alone for F times the schedule (seed 0; --long-alone-seeds for more): "
+        "does more training lift it?",
+    )
+    p.add_argument(
+        "--long-alone-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --long-alone: the longer schedule for seeds 0..N-1 (each also trained alone at the "
+        "schedule, paired or --alone-seeds)",
     )
     p.add_argument(
         "--alone-seeds",
@@ -92,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    if not 1 <= args.long_alone_seeds <= max(args.seeds, args.alone_seeds):
+        most = max(args.seeds, args.alone_seeds)
+        p.error(
+            f"--long-alone-seeds: expected 1..{most} (the seeds trained alone at the schedule), "
+            f"got {args.long_alone_seeds}"
+        )
     return args
 
 
@@ -288,9 +303,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         todo[f"distill_s{seed}"] = (distill, recipe, work / f"distill_s{seed}")
     for seed in range(args.seeds, args.alone_seeds):
         todo[f"alone_s{seed}"] = alone_run(seed_recipe(seed), work / f"alone_s{seed}")
-    if args.long_alone > 1:
-        long_recipe = seed_recipe(0, f"train.epochs={recipe.train.epochs * args.long_alone}")
-        todo["alone_long_s0"] = alone_run(long_recipe, work / "alone_long_s0")
+    long_seeds = range(args.long_alone_seeds) if args.long_alone > 1 else range(0)
+    for seed in long_seeds:
+        long_recipe = seed_recipe(seed, f"train.epochs={recipe.train.epochs * args.long_alone}")
+        todo[f"alone_long_s{seed}"] = alone_run(long_recipe, work / f"alone_long_s{seed}")
     # the distilled students wait for a teacher trained here; the students alone train beside it
     needs = {name: "teacher" for name in todo if name.startswith("distill_") and "teacher" in todo}
     log(f"runs: {', '.join(todo)} ({args.jobs} at a time)")
@@ -319,15 +335,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     every_alone = alone + [v["final_miou"] for v in alone_extra.values()]
 
     long_alone = None
-    if args.long_alone > 1:
-        long_run = done["alone_long_s0"]
+    if long_seeds:
+        long_runs = {seed: done[f"alone_long_s{seed}"] for seed in long_seeds}
+        long_values = [run["final_miou"] for run in long_runs.values()]
+        l_mean, l_std = mean_std(long_values)
+        long_gap = teacher_scores[0] - l_mean
         long_alone = {
             "factor": args.long_alone,
             "epochs": todo["alone_long_s0"][1].train.epochs,
-            "run": long_run,
-            "final_miou": long_run["final_miou"],
-            "lift_over_schedule": long_run["final_miou"] - alone[0],
-            "distilled_minus_long": distilled[0] - long_run["final_miou"],
+            "runs": long_runs,
+            "final_miou": {"mean": l_mean, "std": l_std, "values": long_values},
+            # each seed against itself at the schedule (paired or --alone-seeds)
+            "lift_over_schedule": [
+                v - every_alone[seed] for seed, v in zip(long_seeds, long_values, strict=True)
+            ],
+            "at_plateau": all(run["plateau"]["plateaued"] for run in long_runs.values()),
+            "distilled_minus_long": statistics.fmean(distilled) - l_mean,
+            "gap_to_teacher": long_gap,
+            "gap_closed": (statistics.fmean(distilled) - l_mean) / long_gap if long_gap > 0 else None,
         }
 
     teacher_ckpt = load_checkpoint(teacher_path)
@@ -405,22 +430,35 @@ def curve_lines(r: dict[str, Any]) -> list[str]:
     for seed, run in r.get("alone_only_seeds", {}).items():
         runs.append((f"alone, seed {seed} (alone only)", run))
     if r.get("long_alone"):
-        runs.append((f"alone, seed 0, {r['long_alone']['epochs']} epochs", r["long_alone"]["run"]))
+        la = r["long_alone"]
+        runs += [(f"alone, seed {seed}, {la['epochs']} epochs", run) for seed, run in la["runs"].items()]
     return [f"- {name}: " + ", ".join(f"{e}: {m:.3f}" for e, m in run["curve"]) for name, run in runs]
 
 
 def long_alone_lines(r: dict[str, Any]) -> list[str]:
-    """The longer schedule's check of the student alone, if it was run."""
+    """The longer schedule's check of the student alone, if it was run: a table per seed and the gap closed
+    against it."""
     la = r.get("long_alone")
     if not la:
         return []
+    m = la["final_miou"]
+    closed = "n/a" if la["gap_closed"] is None else f"{100 * la['gap_closed']:.0f} %"
     return [
-        f"Student alone, seed 0, at {la['factor']}x the schedule ({la['epochs']} epochs): final mIoU "
-        f"{la['final_miou']:.4f}, {100 * la['lift_over_schedule']:+.1f} points over the same seed at "
-        f"{r.get('alone_epochs', r['epochs'])} epochs; "
-        f"{100 * (la['final_miou'] - r['teacher_miou']):+.1f} points from the teacher; "
-        f"the distilled student of seed 0 ({r['epochs']} epochs) is {100 * la['distilled_minus_long']:+.1f} "
-        f"points from it; gain over its own last third: {plateau_words(la['run']['plateau'])}.",
+        f"Student alone at {la['factor']}x the schedule ({la['epochs']} epochs), against the same seed at "
+        f"{r.get('alone_epochs', r['epochs'])} epochs:",
+        "",
+        "| seed | alone mIoU, longer schedule | lift over the schedule | gain over the last third |",
+        "|---|---|---|---|",
+        *(
+            f"| {seed} | {run['final_miou']:.4f} | {100 * lift:+.1f} | {plateau_words(run['plateau'])} |"
+            for (seed, run), lift in zip(la["runs"].items(), la["lift_over_schedule"], strict=True)
+        ),
+        "",
+        f"Longer schedule, {len(m['values'])} seed(s): {m['mean']:.4f} ± {m['std']:.4f}, "
+        f"{100 * la['gap_to_teacher']:.1f} points below the teacher, at its plateau in every seed: "
+        f"{'yes' if la['at_plateau'] else 'NO'}; the distilled students ({r['epochs']} epochs) are "
+        f"{100 * la['distilled_minus_long']:+.1f} points from it: gap closed against the longer schedule "
+        f"{closed}.",
         "",
     ]
 

@@ -105,11 +105,16 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     longer = json.loads((tmp_path / "result.json").read_text())
     assert metrics.read_text() == before
     la = longer["long_alone"]
-    assert la["epochs"] == 12 and [e for e, _ in la["run"]["curve"]] == list(range(1, 13))
-    assert la["lift_over_schedule"] == pytest.approx(la["final_miou"] - seed0["alone"])
-    assert la["distilled_minus_long"] == pytest.approx(seed0["distilled"] - la["final_miou"])
-    assert "at 2x the schedule (12 epochs)" in (tmp_path / "result.md").read_text()
-    assert "over the same seed at 6 epochs" in (tmp_path / "result.md").read_text()
+    assert la["epochs"] == 12 and [e for e, _ in la["runs"]["0"]["curve"]] == list(range(1, 13))
+    long0 = la["runs"]["0"]["final_miou"]
+    assert la["final_miou"]["values"] == [long0]
+    assert la["lift_over_schedule"] == [pytest.approx(long0 - seed0["alone"])]
+    assert la["distilled_minus_long"] == pytest.approx(seed0["distilled"] - long0)
+    assert la["gap_to_teacher"] == pytest.approx(longer["teacher_miou"] - long0)
+    assert (
+        "at 2x the schedule (12 epochs), against the same seed at 6 epochs"
+        in (tmp_path / "result.md").read_text()
+    )
 
     # more seeds of the student alone: trains only alone_s1, keeps the paired figures, reports every seed
     assert bench.main([*args, "--resume", "--long-alone", "2", "--alone-seeds", "2"]) == 0
@@ -121,6 +126,17 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert more["alone_miou"] == longer["alone_miou"] and more["gap_closed"] == longer["gap_closed"]
     assert more["alone_miou_every_seed"]["values"] == [seed0["alone"], extra["final_miou"]]
     assert "Student alone over all 2 seeds" in (tmp_path / "result.md").read_text()
+
+    # the longer schedule for the extra seed too: trains only alone_long_s1, against alone_s1
+    long0_metrics = (tmp_path / "runs" / "alone_long_s0" / "metrics.jsonl").read_text()
+    longer_both = ["--long-alone", "2", "--alone-seeds", "2", "--long-alone-seeds", "2"]
+    assert bench.main([*args, "--resume", *longer_both]) == 0
+    both = json.loads((tmp_path / "result.json").read_text())["long_alone"]
+    assert (tmp_path / "runs" / "alone_long_s0" / "metrics.jsonl").read_text() == long0_metrics
+    long1 = both["runs"]["1"]["final_miou"]
+    assert both["final_miou"]["values"] == [long0, long1]
+    assert both["lift_over_schedule"][1] == pytest.approx(long1 - extra["final_miou"])
+    assert "Longer schedule, 2 seed(s)" in (tmp_path / "result.md").read_text()
 
     # --jobs 2: the teacher and the student alone train side by side, the distilled student after the teacher
     # (it would fail without the teacher's checkpoint); the same figures as run one by one
@@ -153,3 +169,15 @@ def test_jobs_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         bench.parse_args(["--jobs", "0"])
     assert "--jobs: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_long_alone_seeds_must_have_a_run_at_the_schedule(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = bench.parse_args(["--seeds", "3", "--long-alone", "2", "--long-alone-seeds", "3"])
+    assert args.long_alone_seeds == 3
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--seeds", "2", "--long-alone", "2", "--long-alone-seeds", "3"])
+    assert "--long-alone-seeds: expected 1..2 (the seeds trained alone at the schedule), got 3" in (
+        capsys.readouterr().err
+    )
