@@ -66,6 +66,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     for item in tiny:
         args += ["--set", item, "--teacher-set", item]
     args += ["--set", "distill.unlabelled_count=8"]  # the teacher labels 8 scenes: twice the steps per epoch
+    args += ["--set", "distill.student_init=scratch"]  # the recipe's assistant is not trained here
     assert bench.main(args) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     for key in (
@@ -156,7 +157,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     ]
     for item in tiny:
         parallel += ["--set", item, "--teacher-set", item]
-    parallel += ["--set", "distill.unlabelled_count=8"]
+    parallel += ["--set", "distill.unlabelled_count=8", "--set", "distill.student_init=scratch"]
     assert bench.main(parallel) == 0
     in_pool = json.loads((tmp_path / "parallel_result.json").read_text())
     assert in_pool["teacher_run"]["curve"] == result["teacher_run"]["curve"]
