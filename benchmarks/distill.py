@@ -101,8 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs: expected an integer >= 1, got {args.jobs}")
-    if not 1 <= args.long_alone_seeds <= max(args.seeds, args.alone_seeds):
-        most = max(args.seeds, args.alone_seeds)
+    most = max(args.seeds, args.alone_seeds)
+    if not 1 <= args.long_alone_seeds <= most:
         p.error(
             f"--long-alone-seeds: expected 1..{most} (the seeds trained alone at the schedule), "
             f"got {args.long_alone_seeds}"
@@ -334,6 +334,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     alone_extra = {seed: done[f"alone_s{seed}"] for seed in range(args.seeds, args.alone_seeds)}
     every_alone = alone + [v["final_miou"] for v in alone_extra.values()]
 
+    a_mean, a_std = mean_std(alone)
+    d_mean, d_std = mean_std(distilled)
     long_alone = None
     if long_seeds:
         long_runs = {seed: done[f"alone_long_s{seed}"] for seed in long_seeds}
@@ -350,9 +352,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 v - every_alone[seed] for seed, v in zip(long_seeds, long_values, strict=True)
             ],
             "at_plateau": all(run["plateau"]["plateaued"] for run in long_runs.values()),
-            "distilled_minus_long": statistics.fmean(distilled) - l_mean,
+            "distilled_minus_long": d_mean - l_mean,
             "gap_to_teacher": long_gap,
-            "gap_closed": (statistics.fmean(distilled) - l_mean) / long_gap if long_gap > 0 else None,
+            "gap_closed": (d_mean - l_mean) / long_gap if long_gap > 0 else None,
         }
 
     teacher_ckpt = load_checkpoint(teacher_path)
@@ -367,8 +369,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     latency = onnx_latency({"teacher": teacher_path, "student": student_path}, size, args.bench_runs)
 
     t_miou = teacher_scores[0]
-    a_mean, a_std = mean_std(alone)
-    d_mean, d_std = mean_std(distilled)
     e_mean, e_std = mean_std(every_alone)
     gap = t_miou - a_mean
     return {
