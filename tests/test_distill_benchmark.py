@@ -63,10 +63,10 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
         "--bench-runs",
         "2",
     ]
-    for item in tiny:
-        args += ["--set", item, "--teacher-set", item]
-    args += ["--set", "distill.unlabelled_count=8"]  # the teacher labels 8 scenes: twice the steps per epoch
-    args += ["--set", "distill.student_init=scratch"]  # the recipe's assistant is not trained here
+    overrides = [arg for item in tiny for arg in ("--set", item, "--teacher-set", item)]
+    overrides += ["--set", "distill.unlabelled_count=8"]  # the teacher labels 8 scenes: twice the steps/epoch
+    overrides += ["--set", "distill.student_init=scratch"]  # the recipe's assistant is not trained here
+    args += overrides
     assert bench.main(args) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     for key in (
@@ -155,9 +155,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
         "--jobs",
         "2",
     ]
-    for item in tiny:
-        parallel += ["--set", item, "--teacher-set", item]
-    parallel += ["--set", "distill.unlabelled_count=8", "--set", "distill.student_init=scratch"]
+    parallel += overrides
     assert bench.main(parallel) == 0
     in_pool = json.loads((tmp_path / "parallel_result.json").read_text())
     assert in_pool["teacher_run"]["curve"] == result["teacher_run"]["curve"]
