@@ -14,6 +14,7 @@ from edgeseg.config import Recipe
 from edgeseg.errors import InputError
 from edgeseg.train import SupervisedObjective, build_datasets, fit
 from edgeseg.train.evaluate import evaluate_file
+from edgeseg.train.setup import RunPieces, SetupContext
 
 TINY = {
     "model": {"name": "unet", "kwargs": {"base_channels": 8, "depth": 2}},
@@ -60,6 +61,23 @@ def test_resume_mid_epoch_and_at_epoch_end_matches_a_straight_run(tmp_path: Path
     assert _epoch_lines(tmp_path / "straight") == _epoch_lines(split)  # losses, lr, metrics, one line each
 
 
+def test_resuming_a_finished_run_builds_nothing_and_a_longer_schedule_continues(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = fit(_recipe(epochs=1), run, **QUIET)
+    lines = (run / "metrics.jsonl").read_text()
+    calls: list[bool] = []
+
+    def setup(ctx: SetupContext) -> RunPieces:
+        calls.append(ctx.resume)
+        return RunPieces()
+
+    again = fit(_recipe(epochs=1), run, resume=True, setup=setup, **QUIET)
+    assert calls == [] and again.history == [] and (run / "metrics.jsonl").read_text() == lines
+    assert (again.best_miou, again.best_epoch, again.finished) == (first.best_miou, 1, True)
+    longer = fit(_recipe(epochs=2), run, resume=True, setup=setup, **QUIET)
+    assert calls == [True] and [r["epoch"] for r in longer.history] == [2]
+
+
 def test_run_folder_is_not_overwritten(tmp_path: Path) -> None:
     run = tmp_path / "run"
     fit(_recipe(epochs=1), run, **QUIET)
@@ -102,7 +120,6 @@ class _AdapterObjective:
 
 def test_objective_extra_modules_and_reference(tmp_path: Path) -> None:
     from edgeseg.models import create
-    from edgeseg.train.setup import RunPieces, SetupContext
 
     recipe = _recipe(epochs=1)
     seen: dict[str, object] = {}

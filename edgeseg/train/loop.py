@@ -79,6 +79,8 @@ def fit(
     ``resume`` continues from ``run_dir/last.pt`` exactly (model, optimizer, scheduler, scaler, epoch and
     position inside it, every RNG). A folder that already holds a run is refused unless ``resume`` or
     ``force``; the folder is touched only once every piece is built, so a bad input leaves it as it was.
+    Resuming a run whose ``last.pt`` already ends the recipe's schedule returns at once: nothing is built
+    (a distillation's teacher is not opened, its unlabelled scenes are not relabelled).
     ``model_factory(recipe, num_classes, log)`` builds the model (default: ``build_model``); ``setup`` is
     called with a :class:`~edgeseg.train.setup.SetupContext` (recipe, datasets, model) and returns the
     :class:`~edgeseg.train.setup.RunPieces` it adds: an objective (default: the recipe's label loss), extra
@@ -98,6 +100,10 @@ def fit(
     try:
         ui = TrainProgress(bars=progress and ctx.is_main)
         say = _rank0_log(ctx, log or ui.log)
+        done = _finished_run(Path(run_dir), recipe.train.epochs) if resume else None
+        if done is not None:
+            say(f"{run_dir} already ended its {done.epochs} epochs: nothing to resume")
+            return done
         run = build_run(
             recipe, ctx, model_factory=model_factory, setup=setup, datasets=datasets, resume=resume, log=say
         )
@@ -114,6 +120,24 @@ def fit(
         return loop.train(stop_after_steps)
     finally:
         dist.cleanup(ctx)
+
+
+def _finished_run(run_dir: Path, epochs: int) -> FitResult | None:
+    """The result of ``run_dir`` when its ``last.pt`` ends an ``epochs``-epoch schedule, else None."""
+    path = run_dir / LAST
+    if not path.is_file():
+        return None  # prepare_run_dir names the missing file
+    state = load_checkpoint(path).get("train_state")
+    if state is None or state["iteration"] or state["epoch"] < epochs:
+        return None
+    return FitResult(
+        run_dir=run_dir,
+        best_path=run_dir / BEST,
+        last_path=path,
+        best_miou=state["best_miou"],
+        best_epoch=state["best_epoch"],
+        epochs=epochs,
+    )
 
 
 def _rank0_log(ctx: dist.DistContext, log: Callable[[str], None]) -> Callable[[str], None]:
