@@ -137,6 +137,13 @@ def plateau(curve: list[list[float]], epochs: int, tolerance: float) -> dict[str
     return {"last_third_from_epoch": cut, "gain": gain, "plateaued": gain <= tolerance}
 
 
+def long_alone_dir(work: Path, factor: int, seed: int) -> Path:
+    """The folder of the student alone at ``factor`` times the schedule: ``alone_long_s<seed>`` at 2x (the
+    first factor measured, whose folders have no factor in the name), ``alone_long<factor>_s<seed>`` else, so
+    runs at several factors share a --work-dir."""
+    return work / (f"alone_long_s{seed}" if factor == 2 else f"alone_long{factor}_s{seed}")
+
+
 def train_options(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """How ``fit``/``distill`` is called for ``run_dir``: resumed from its ``last.pt`` with ``--resume``."""
     resume = args.resume and (run_dir / "last.pt").is_file()
@@ -306,7 +313,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     long_seeds = range(args.long_alone_seeds) if args.long_alone > 1 else range(0)
     for seed in long_seeds:
         long_recipe = seed_recipe(seed, f"train.epochs={recipe.train.epochs * args.long_alone}")
-        todo[f"alone_long_s{seed}"] = alone_run(long_recipe, work / f"alone_long_s{seed}")
+        todo[f"alone_long_s{seed}"] = alone_run(long_recipe, long_alone_dir(work, args.long_alone, seed))
     # the distilled students wait for a teacher trained here; the students alone train beside it
     needs = {name: "teacher" for name in todo if name.startswith("distill_") and "teacher" in todo}
     log(f"runs: {', '.join(todo)} ({args.jobs} at a time)")

@@ -139,6 +139,12 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert both["lift_over_schedule"][1] == pytest.approx(long1 - extra["final_miou"])
     assert "Longer schedule, 2 seed(s)" in (tmp_path / "result.md").read_text()
 
+    # another factor trains in its own folder beside the 2x runs, which stay as they were
+    assert bench.main([*args, "--resume", "--long-alone", "3"]) == 0
+    three = json.loads((tmp_path / "result.json").read_text())["long_alone"]
+    assert three["epochs"] == 18 and (tmp_path / "runs" / "alone_long3_s0" / "best.pt").is_file()
+    assert (tmp_path / "runs" / "alone_long_s0" / "metrics.jsonl").read_text() == long0_metrics
+
     # --jobs 2: the teacher and the student alone train side by side, the distilled student after the teacher
     # (it would fail without the teacher's checkpoint); the same figures as run one by one
     parallel = [
