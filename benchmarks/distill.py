@@ -10,8 +10,10 @@ teacher. Plateau evidence: every run's validation curve (from its ``metrics.json
 over the last third of the schedule; a student alone whose gain there exceeds 0.5 mIoU points is reported
 as not at its plateau. Each run's training time and the machine (CPU model, instruction sets, threads,
 ONNX Runtime version) are recorded. ``--resume`` continues the runs in ``--work-dir`` (a run that finished
-is read back, not retrained), so a table that takes hours can be built across sessions. Writes ``<out>.md``
-and ``<out>.json`` (default ``benchmarks/results/distill``).
+is read back, not retrained), so a table that takes hours can be built across sessions; ``--reuse
+RESULT.json`` takes the runs that an earlier result file of the same benchmark recorded where their folders
+are gone (a session on a new machine): only the missing runs train, and the report says which runs came from
+where. Writes ``<out>.md`` and ``<out>.json`` (default ``benchmarks/results/distill``).
 
     python benchmarks/distill.py                                  # DeepLabV3+-R50 → DeepLabV3+-MobileNetV2
     python benchmarks/distill.py --recipe recipes/distill_unet.yaml
@@ -21,6 +23,8 @@ and ``<out>.json`` (default ``benchmarks/results/distill``).
     python benchmarks/distill.py --epochs 1 --seeds 1 --set data.synthetic_train=64   # smoke run
     python benchmarks/distill.py --recipe recipes/distill_capacity_unet.yaml \
         --work-dir runs/bench_capacity_unet --out benchmarks/results/distill_capacity_unet --resume
+    python benchmarks/distill.py ... --long-alone-seeds 3 --resume \
+        --reuse benchmarks/results/distill_capacity_unet_small.json   # add a seed on another machine
 """
 
 from __future__ import annotations
@@ -97,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train up to N runs at once, each in its own process: the students alone beside the teacher, "
         "the distilled ones after it (set OMP_NUM_THREADS so that N processes fit the cores)",
     )
+    p.add_argument(
+        "--reuse",
+        metavar="RESULT.json",
+        help="an earlier result file of this benchmark (same recipe, overrides and schedule): its recorded "
+        "runs stand in for runs that have no folder in --work-dir, so only the missing runs train",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars")
     args = p.parse_args(argv)
     if args.jobs < 1:
@@ -157,6 +167,59 @@ def run_info(args: argparse.Namespace, recipe: Any, run_dir: Path, seconds: floa
     info["final_miou"] = float(info["curve"][-1][1])
     info["plateau"] = plateau(info["curve"], recipe.train.epochs, args.plateau_tolerance)
     return info
+
+
+def load_reuse(path: str, current: dict[str, Any]) -> dict[str, Any]:
+    """The earlier result file ``path``, checked against this run's settings: each key of ``current`` (recipe,
+    overrides, teacher, data, schedule, distill settings) must have the same value there."""
+    try:
+        prior = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise EdgesegError(f"--reuse {path}: cannot read a result file ({err})") from err
+    if not isinstance(prior, dict) or "per_seed" not in prior:
+        raise EdgesegError(f"--reuse {path}: not a result file of benchmarks/distill.py (no per_seed)")
+    current = json.loads(json.dumps(current))  # tuples as lists, int keys as strings: as the file has them
+    for key, value in flat(current).items():
+        if flat(prior).get(key) != value:
+            raise EdgesegError(
+                f"--reuse {path}: its {key} is {flat(prior).get(key)!r}, this run's is {value!r}"
+            )
+    return prior
+
+
+def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}`` (lists and other values as they are)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def recorded_runs(prior: dict[str, Any], path: str, factor: int) -> dict[str, dict[str, Any]]:
+    """The runs an earlier result file recorded, by this script's run names, each with where it was measured
+    (kept from the first file when that file had taken it from another)."""
+    runs: dict[str, dict[str, Any]] = {}
+    if prior.get("teacher_run"):
+        runs["teacher"] = prior["teacher_run"]
+    for seed, v in prior["per_seed"].items():
+        runs[f"alone_s{seed}"] = v["alone_run"]
+        runs[f"distill_s{seed}"] = {**v["distilled_run"], "teacher_miou": prior["teacher_miou"]}
+    for seed, run in (prior.get("alone_only_seeds") or {}).items():
+        runs[f"alone_s{seed}"] = run
+    la = prior.get("long_alone")
+    if la and la["factor"] == factor:
+        runs.update({f"alone_long_s{seed}": run for seed, run in la["runs"].items()})
+    where = measured_where(prior, path)
+    return {name: {**run, "measured": run.get("measured", where)} for name, run in runs.items()}
+
+
+def measured_where(prior: dict[str, Any], path: str) -> dict[str, Any]:
+    """Where the figures of the result file ``path`` were measured: the file, its command and machine."""
+    machine = prior.get("machine") or {}
+    return {"file": path, "command": prior.get("command"), "machine": machine.get("description")}
 
 
 def train_or_resume(args: argparse.Namespace, train, recipe: Any, run_dir: Path, log) -> dict[str, Any]:
@@ -286,11 +349,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     todo: dict[str, tuple[Any, Any, Path]] = {}
     if args.teacher:
         teacher_path = Path(args.teacher)
+        teacher_command = args.teacher_command or "not given (pass --teacher-command)"
     else:
         teacher_recipe = base.section("distill").teacher_recipe
         if not teacher_recipe:
             raise EdgesegError(f"{args.recipe} names no distill.teacher_recipe; pass --teacher CKPT")
         todo["teacher"] = teacher_run(args, teacher_recipe, work)
+        teacher_command = f"trained by this script: {teacher_recipe}, overrides {teacher_sets(args)}"
         teacher_path = todo["teacher"][2] / "best.pt"
     sets.append(f"distill.teacher={teacher_path}")
 
@@ -314,17 +379,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in long_seeds:
         long_recipe = seed_recipe(seed, f"train.epochs={recipe.train.epochs * args.long_alone}")
         todo[f"alone_long_s{seed}"] = alone_run(long_recipe, long_alone_dir(work, args.long_alone, seed))
+    prior, reused = None, {}
+    if args.reuse:
+        same = {
+            "recipe": args.recipe,
+            "student_overrides": list(args.sets),
+            "teacher_command": teacher_command,
+            "data_scale": data_scale(recipe),
+            "epochs": recipe.train.epochs,
+            "alone_epochs": alone_epochs(recipe),
+            "distill": dataclasses.asdict(recipe.section("distill")),
+        }
+        if not args.teacher:  # a teacher trained here lies in --work-dir: its recipe and overrides name it
+            del same["distill"]["teacher"]
+        prior = load_reuse(args.reuse, same)
+        recorded = recorded_runs(prior, args.reuse, args.long_alone)
+        # a run with a folder here trains or is read back from it; one without takes the file's record
+        reused = {
+            name: recorded[name] for name, run in todo.items() if name in recorded and not run[2].exists()
+        }
+        log(f"runs taken from {args.reuse}: {', '.join(reused) or 'none'}")
     # the distilled students wait for a teacher trained here; the students alone train beside it
-    needs = {name: "teacher" for name in todo if name.startswith("distill_") and "teacher" in todo}
-    log(f"runs: {', '.join(todo)} ({args.jobs} at a time)")
-    done = run_all(args, todo, log, needs)
+    to_train = {name: run for name, run in todo.items() if name not in reused}
+    needs = {name: "teacher" for name in to_train if name.startswith("distill_") and "teacher" in to_train}
+    log(f"runs: {', '.join(to_train) or 'none to train'} ({args.jobs} at a time)")
+    done = {**run_all(args, to_train, log, needs), **reused}
 
     alone, distilled, teacher_scores, runs = [], [], [], {}
     for seed in range(args.seeds):
         run_alone, run_kd = done[f"alone_s{seed}"], done[f"distill_s{seed}"]
         alone.append(run_alone["final_miou"])
         distilled.append(run_kd["final_miou"])
-        teacher_scores.append(teacher_miou(work / f"distill_s{seed}"))
+        teacher_scores.append(
+            run_kd["teacher_miou"]
+            if f"distill_s{seed}" in reused
+            else teacher_miou(work / f"distill_s{seed}")
+        )
         runs[seed] = {
             "alone": alone[-1],
             "distilled": distilled[-1],
@@ -364,16 +454,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gap_closed": (d_mean - l_mean) / long_gap if long_gap > 0 else None,
         }
 
-    teacher_ckpt = load_checkpoint(teacher_path)
-    if args.teacher:
-        teacher_command = args.teacher_command or "not given (pass --teacher-command)"
-    else:
-        teacher_command = f"trained by this script: {teacher_recipe}, overrides {teacher_sets(args)}"
     student_path = work / "distill_s0" / "best.pt"
     size = recipe.data.crop_size
-    t_params, t_gflops = complexity(model_from_checkpoint(teacher_ckpt), (size, size))
-    s_params, s_gflops = complexity(model_from_checkpoint(student_path), (size, size))
-    latency = onnx_latency({"teacher": teacher_path, "student": student_path}, size, args.bench_runs)
+    if prior is not None and not (teacher_path.is_file() and student_path.is_file()):
+        # the checkpoints stayed on the machine that trained them: their costs as that run measured them
+        costs = {key: prior[key] for key in ("teacher_model", "params", "gflops", "onnx_latency_ms")}
+        costs["costs_measured"] = prior.get("costs_measured") or measured_where(prior, args.reuse)
+    else:
+        teacher_ckpt = load_checkpoint(teacher_path)
+        t_params, t_gflops = complexity(model_from_checkpoint(teacher_ckpt), (size, size))
+        s_params, s_gflops = complexity(model_from_checkpoint(student_path), (size, size))
+        latency = onnx_latency({"teacher": teacher_path, "student": student_path}, size, args.bench_runs)
+        costs = {
+            "teacher_model": teacher_ckpt["model"],
+            "params": {"teacher": t_params, "student": s_params, "ratio": s_params / t_params},
+            "gflops": {"teacher": t_gflops, "student": s_gflops, "ratio": s_gflops / t_gflops, "size": size},
+            "onnx_latency_ms": {
+                **latency,
+                "p50_ratio": latency["student"]["p50_ms"] / latency["teacher"]["p50_ms"],
+            },
+            "costs_measured": None,
+        }
 
     t_miou = teacher_scores[0]
     e_mean, e_std = mean_std(every_alone)
@@ -381,7 +482,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "recipe": args.recipe,
         "teacher_checkpoint": str(teacher_path),
-        "teacher_model": teacher_ckpt["model"],
+        "teacher_model": costs["teacher_model"],
         "student_model": {"name": recipe.model.name, "kwargs": recipe.model.kwargs},
         "distill": dataclasses.asdict(recipe.section("distill")),
         "data": recipe.data.root,
@@ -406,12 +507,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "alone_only_seeds": alone_extra,
         "alone_miou_every_seed": {"mean": e_mean, "std": e_std, "values": every_alone},
         "long_alone": long_alone,
-        "params": {"teacher": t_params, "student": s_params, "ratio": s_params / t_params},
-        "gflops": {"teacher": t_gflops, "student": s_gflops, "ratio": s_gflops / t_gflops, "size": size},
-        "onnx_latency_ms": {
-            **latency,
-            "p50_ratio": latency["student"]["p50_ms"] / latency["teacher"]["p50_ms"],
-        },
+        "params": costs["params"],
+        "gflops": costs["gflops"],
+        "onnx_latency_ms": costs["onnx_latency_ms"],
+        "costs_measured": costs["costs_measured"],
+        "reused": {name: reused[name]["measured"] for name in sorted(reused)},
         "seconds": time.perf_counter() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "cpu": {"torch_threads": torch.get_num_threads(), "os_cpus": os.cpu_count()},
@@ -493,6 +593,27 @@ def alone_only_lines(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def reuse_lines(r: dict[str, Any]) -> list[str]:
+    """The runs (and model costs) taken from earlier result files (``--reuse``), grouped by origin."""
+    groups: dict[str, list[str]] = {}
+    for name, where in (r.get("reused") or {}).items():
+        groups.setdefault(json.dumps(where, sort_keys=True), []).append(f"`{name}`")
+    if r.get("costs_measured"):
+        groups.setdefault(json.dumps(r["costs_measured"], sort_keys=True), []).append(
+            "the model costs (parameters, FLOPs, ONNX latency)"
+        )
+    if not groups:
+        return []
+    lines = ["Taken from earlier result files (`--reuse`; these runs' folders were not on this machine):", ""]
+    for key, names in groups.items():
+        where = json.loads(key)
+        machine = where["machine"] or "an unrecorded machine"
+        lines.append(
+            f"- {', '.join(names)}: from `{where['file']}`, measured on {machine} by `{where['command']}`"
+        )
+    return [*lines, ""]
+
+
 def spread_words(r: dict[str, Any]) -> str:
     """How the gain compares with the seed-to-seed spread, in words."""
     if r["seeds"] < 2:
@@ -562,6 +683,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         *alone_only_lines(r),
         *long_alone_lines(r),
+        *reuse_lines(r),
         "Validation curves (epoch: mIoU):",
         "",
         *curve_lines(r),

@@ -9,6 +9,8 @@ from types import ModuleType
 
 import pytest
 
+from edgeseg.errors import EdgesegError
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "distill.py"
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -145,6 +147,41 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert three["epochs"] == 18 and (tmp_path / "runs" / "alone_long3_s0" / "best.pt").is_file()
     assert (tmp_path / "runs" / "alone_long_s0" / "metrics.jsonl").read_text() == long0_metrics
 
+    # on a machine without those folders, the result file's runs stand in: only the runs it lacks train
+    moved = tmp_path / "moved"
+    reuse = [
+        "--work-dir",
+        str(moved),
+        "--out",
+        str(tmp_path / "moved"),
+        "--reuse",
+        str(tmp_path / "result.json"),
+    ]
+    more_seeds = ["--long-alone", "3", "--alone-seeds", "2", "--long-alone-seeds", "2"]
+    assert bench.main([*args, *reuse, *more_seeds]) == 0
+    taken = json.loads((tmp_path / "moved.json").read_text())
+    assert sorted(p.name for p in moved.iterdir()) == ["alone_long3_s1", "alone_s1"]
+    assert set(taken["reused"]) == {"teacher", "alone_s0", "distill_s0", "alone_long_s0"}
+    assert taken["reused"]["alone_s0"]["file"] == str(tmp_path / "result.json")
+    assert taken["per_seed"]["0"]["alone_run"]["curve"] == seed0["alone_run"]["curve"]
+    assert (
+        taken["distilled_miou"] == result["distilled_miou"]
+        and taken["teacher_miou"] == result["teacher_miou"]
+    )
+    assert taken["long_alone"]["runs"]["0"]["curve"] == three["runs"]["0"]["curve"]
+    assert [e for e, _ in taken["long_alone"]["runs"]["1"]["curve"]] == list(range(1, 19))
+    assert taken["params"] == result["params"] and taken["costs_measured"]["file"] == str(
+        tmp_path / "result.json"
+    )
+    report = (tmp_path / "moved.md").read_text()
+    assert "`alone_s0`" in report and "the model costs" in report
+    # a file from other settings is refused before anything trains
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--reuse"])
+    other = [*args, *reuse, "--out", str(tmp_path / "other"), "--set", "train.eval_interval=2"]
+    assert bench.main(other) != 0
+    assert not (tmp_path / "other.json").exists()
+
     # --jobs 2: the teacher and the student alone train side by side, the distilled student after the teacher
     # (it would fail without the teacher's checkpoint); the same figures as run one by one
     parallel = [
@@ -168,6 +205,19 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     both = in_pool["per_seed"]["0"]
     assert both["alone_run"]["curve"] == seed0["alone_run"]["curve"]
     assert both["distilled_run"]["curve"] == seed0["distilled_run"]["curve"]
+
+
+def test_reuse_needs_a_result_file_of_the_same_settings(bench: ModuleType, tmp_path: Path) -> None:
+    prior = tmp_path / "prior.json"
+    prior.write_text(json.dumps({"per_seed": {}, "recipe": "recipes/a.yaml", "epochs": 34}))
+    assert bench.load_reuse(str(prior), {"recipe": "recipes/a.yaml", "epochs": 34})["epochs"] == 34
+    with pytest.raises(EdgesegError, match=r"prior.json: its epochs is 34, this run's is 12"):
+        bench.load_reuse(str(prior), {"recipe": "recipes/a.yaml", "epochs": 12})
+    with pytest.raises(EdgesegError, match=r"missing.json: cannot read a result file"):
+        bench.load_reuse(str(tmp_path / "missing.json"), {})
+    prior.write_text("{}")
+    with pytest.raises(EdgesegError, match=r"prior.json: not a result file"):
+        bench.load_reuse(str(prior), {})
 
 
 def test_jobs_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
