@@ -179,11 +179,10 @@ def load_reuse(path: str, current: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(prior, dict) or "per_seed" not in prior:
         raise EdgesegError(f"--reuse {path}: not a result file of benchmarks/distill.py (no per_seed)")
     current = json.loads(json.dumps(current))  # tuples as lists, int keys as strings: as the file has them
+    recorded = flat(prior)
     for key, value in flat(current).items():
-        if flat(prior).get(key) != value:
-            raise EdgesegError(
-                f"--reuse {path}: its {key} is {flat(prior).get(key)!r}, this run's is {value!r}"
-            )
+        if recorded.get(key) != value:
+            raise EdgesegError(f"--reuse {path}: its {key} is {recorded.get(key)!r}, this run's is {value!r}")
     return prior
 
 
@@ -394,10 +393,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             del same["distill"]["teacher"]
         prior = load_reuse(args.reuse, same)
         recorded = recorded_runs(prior, args.reuse, args.long_alone)
-        # a run with a folder here trains or is read back from it; one without takes the file's record
-        reused = {
-            name: recorded[name] for name, run in todo.items() if name in recorded and not run[2].exists()
-        }
+        # a run with a folder here trains or is read back from it; one without takes the file's record, its
+        # plateau judged again under this call's --plateau-tolerance
+        for name, (_, run_recipe, run_dir) in todo.items():
+            if name in recorded and not run_dir.exists():
+                again = plateau(recorded[name]["curve"], run_recipe.train.epochs, args.plateau_tolerance)
+                reused[name] = {**recorded[name], "plateau": again}
         log(f"runs taken from {args.reuse}: {', '.join(reused) or 'none'}")
     # the distilled students wait for a teacher trained here; the students alone train beside it
     to_train = {name: run for name, run in todo.items() if name not in reused}

@@ -164,6 +164,7 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     assert set(taken["reused"]) == {"teacher", "alone_s0", "distill_s0", "alone_long_s0"}
     assert taken["reused"]["alone_s0"]["file"] == str(tmp_path / "result.json")
     assert taken["per_seed"]["0"]["alone_run"]["curve"] == seed0["alone_run"]["curve"]
+    assert taken["per_seed"]["0"]["alone_run"]["plateau"] == seed0["alone_run"]["plateau"]  # judged again
     assert (
         taken["distilled_miou"] == result["distilled_miou"]
         and taken["teacher_miou"] == result["teacher_miou"]
