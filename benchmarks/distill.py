@@ -107,8 +107,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an earlier result file of this benchmark (same recipe, overrides and schedule): its recorded "
         "runs stand in for runs that have no folder in --work-dir, so only the missing runs train",
     )
+    p.add_argument(
+        "--extend-unplateaued",
+        action="store_true",
+        help="with --long-alone F and --reuse: a seed whose longer run in the --reuse file (a shorter "
+        "factor) is at its plateau keeps that run; only the others train at F times the schedule (each seed "
+        "at the shortest schedule that reached its plateau)",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars")
     args = p.parse_args(argv)
+    if args.extend_unplateaued and not (args.reuse and args.long_alone > 1):
+        p.error("--extend-unplateaued: needs --long-alone F and --reuse RESULT.json")
     if args.jobs < 1:
         p.error(f"--jobs: expected an integer >= 1, got {args.jobs}")
     most = max(args.seeds, args.alone_seeds)
@@ -213,6 +222,36 @@ def recorded_runs(prior: dict[str, Any], path: str, factor: int) -> dict[str, di
         runs.update({f"alone_long_s{seed}": run for seed, run in la["runs"].items()})
     where = measured_where(prior, path)
     return {name: {**run, "measured": run.get("measured", where)} for name, run in runs.items()}
+
+
+def plateaued_long_runs(
+    prior: dict[str, Any], path: str, factor: int, tolerance: float
+) -> dict[str, dict[str, Any]]:
+    """The longer-schedule runs of the result file ``path`` that are at their plateau (judged again under
+    ``tolerance``), by this script's run names, each with its factor, epochs and where it was measured; for
+    ``--extend-unplateaued``, whose ``factor`` must be larger than the file's."""
+    la = prior.get("long_alone")
+    if not la:
+        raise EdgesegError(f"--reuse {path}: no longer-schedule runs (--long-alone) to extend")
+    if la["factor"] >= factor:
+        raise EdgesegError(
+            f"--extend-unplateaued: --long-alone {factor} is not longer than the {la['factor']}x schedule "
+            f"of {path}"
+        )
+    where = measured_where(prior, path)
+    runs = {}
+    for seed, run in la["runs"].items():
+        epochs = run.get("epochs", la["epochs"])
+        again = plateau(run["curve"], epochs, tolerance)
+        if again["plateaued"]:
+            runs[f"alone_long_s{seed}"] = {
+                **run,
+                "plateau": again,
+                "factor": run.get("factor", la["factor"]),
+                "epochs": epochs,
+                "measured": run.get("measured", where),
+            }
+    return runs
 
 
 def measured_where(prior: dict[str, Any], path: str) -> dict[str, Any]:
@@ -399,6 +438,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if name in recorded and not run_dir.exists():
                 again = plateau(recorded[name]["curve"], run_recipe.train.epochs, args.plateau_tolerance)
                 reused[name] = {**recorded[name], "plateau": again}
+        if args.extend_unplateaued:
+            # a seed at its plateau on the file's shorter schedule keeps that run, unless it trained here
+            kept = plateaued_long_runs(prior, args.reuse, args.long_alone, args.plateau_tolerance)
+            reused.update({n: run for n, run in kept.items() if n in todo and not todo[n][2].exists()})
         log(f"runs taken from {args.reuse}: {', '.join(reused) or 'none'}")
     # the distilled students wait for a teacher trained here; the students alone train beside it
     to_train = {name: run for name, run in todo.items() if name not in reused}
@@ -436,13 +479,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     d_mean, d_std = mean_std(distilled)
     long_alone = None
     if long_seeds:
-        long_runs = {seed: done[f"alone_long_s{seed}"] for seed in long_seeds}
+        long_epochs = todo["alone_long_s0"][1].train.epochs
+        long_runs = {
+            seed: {"factor": args.long_alone, "epochs": long_epochs, **done[f"alone_long_s{seed}"]}
+            for seed in long_seeds
+        }
         long_values = [run["final_miou"] for run in long_runs.values()]
         l_mean, l_std = mean_std(long_values)
         long_gap = teacher_scores[0] - l_mean
         long_alone = {
             "factor": args.long_alone,
-            "epochs": todo["alone_long_s0"][1].train.epochs,
+            "epochs": long_epochs,
             "runs": long_runs,
             "final_miou": {"mean": l_mean, "std": l_std, "values": long_values},
             # each seed against itself at the schedule (paired or --alone-seeds)
@@ -539,7 +586,10 @@ def curve_lines(r: dict[str, Any]) -> list[str]:
         runs.append((f"alone, seed {seed} (alone only)", run))
     if r.get("long_alone"):
         la = r["long_alone"]
-        runs += [(f"alone, seed {seed}, {la['epochs']} epochs", run) for seed, run in la["runs"].items()]
+        runs += [
+            (f"alone, seed {seed}, {run.get('epochs', la['epochs'])} epochs", run)
+            for seed, run in la["runs"].items()
+        ]
     return [f"- {name}: " + ", ".join(f"{e}: {m:.3f}" for e, m in run["curve"]) for name, run in runs]
 
 
@@ -551,14 +601,22 @@ def long_alone_lines(r: dict[str, Any]) -> list[str]:
         return []
     m = la["final_miou"]
     closed = "n/a" if la["gap_closed"] is None else f"{100 * la['gap_closed']:.0f} %"
+    factors = sorted({run.get("factor", la["factor"]) for run in la["runs"].values()})
+    schedule = (
+        f"at {la['factor']}x the schedule ({la['epochs']} epochs)"
+        if factors == [la["factor"]]
+        else "at longer schedules (each seed at the shortest of "
+        + ", ".join(f"{f}x" for f in factors)
+        + " that reached its plateau, taken from the --reuse file where it did)"
+    )
     return [
-        f"Student alone at {la['factor']}x the schedule ({la['epochs']} epochs), against the same seed at "
-        f"{r.get('alone_epochs', r['epochs'])} epochs:",
+        f"Student alone {schedule}, against the same seed at {r.get('alone_epochs', r['epochs'])} epochs:",
         "",
-        "| seed | alone mIoU, longer schedule | lift over the schedule | gain over the last third |",
-        "|---|---|---|---|",
+        "| seed | epochs | alone mIoU, longer schedule | lift over the schedule | gain over the last third |",
+        "|---|---|---|---|---|",
         *(
-            f"| {seed} | {run['final_miou']:.4f} | {100 * lift:+.1f} | {plateau_words(run['plateau'])} |"
+            f"| {seed} | {run.get('epochs', la['epochs'])} | {run['final_miou']:.4f} | {100 * lift:+.1f} | "
+            f"{plateau_words(run['plateau'])} |"
             for (seed, run), lift in zip(la["runs"].items(), la["lift_over_schedule"], strict=True)
         ),
         "",

@@ -176,6 +176,16 @@ def test_benchmark_writes_the_fields_and_resumes_without_retraining(
     )
     report = (tmp_path / "moved.md").read_text()
     assert "`alone_s0`" in report and "the model costs" in report
+    # each seed at the shortest schedule that reached its plateau: under a tolerance that every 3x run of
+    # moved.json meets, --long-alone 4 --extend-unplateaued trains nothing and reports those runs
+    extended = [*args, "--work-dir", str(moved), "--out", str(tmp_path / "extended"), "--resume"]
+    extended += ["--reuse", str(tmp_path / "moved.json"), "--extend-unplateaued", "--plateau-tolerance", "1"]
+    assert bench.main([*extended, "--long-alone", "4", "--alone-seeds", "2", "--long-alone-seeds", "2"]) == 0
+    assert sorted(p.name for p in moved.iterdir()) == ["alone_long3_s1", "alone_s1"]
+    kept = json.loads((tmp_path / "extended.json").read_text())["long_alone"]
+    assert [(run["factor"], run["epochs"]) for run in kept["runs"].values()] == [(3, 18), (3, 18)]
+    assert kept["runs"]["1"]["curve"] == taken["long_alone"]["runs"]["1"]["curve"]
+    assert kept["at_plateau"] and "each seed at the shortest of 3x" in (tmp_path / "extended.md").read_text()
     # a file from other settings is refused before anything trains
     with pytest.raises(SystemExit):
         bench.parse_args(["--reuse"])
@@ -237,3 +247,34 @@ def test_long_alone_seeds_must_have_a_run_at_the_schedule(
     assert "--long-alone-seeds: expected 1..2 (the seeds trained alone at the schedule), got 3" in (
         capsys.readouterr().err
     )
+
+
+def test_extend_unplateaued_keeps_the_seeds_at_their_plateau(bench: ModuleType) -> None:
+    flat = [[2, 0.30], [4, 0.40], [8, 0.41], [10, 0.414], [12, 0.412]]
+    rising = [[3, 0.30], [6, 0.40], [9, 0.43], [12, 0.45]]
+    prior = {
+        "long_alone": {"factor": 2, "epochs": 12, "runs": {"0": {"curve": flat}, "1": {"curve": rising}}},
+        "command": "python benchmarks/distill.py --long-alone 2",
+        "machine": {"description": "a CPU"},
+    }
+    kept = bench.plateaued_long_runs(prior, "prior.json", 3, 0.005)
+    assert list(kept) == ["alone_long_s0"]  # seed 1 rose by 2 points over its last third: it trains longer
+    assert kept["alone_long_s0"]["factor"] == 2 and kept["alone_long_s0"]["epochs"] == 12
+    assert kept["alone_long_s0"]["measured"] == {
+        "file": "prior.json",
+        "command": "python benchmarks/distill.py --long-alone 2",
+        "machine": "a CPU",
+    }
+    assert list(bench.plateaued_long_runs(prior, "prior.json", 3, 0.05)) == ["alone_long_s0", "alone_long_s1"]
+    with pytest.raises(EdgesegError, match=r"--long-alone 2 is not longer than the 2x schedule"):
+        bench.plateaued_long_runs(prior, "prior.json", 2, 0.005)
+    with pytest.raises(EdgesegError, match=r"--reuse prior.json: no longer-schedule runs"):
+        bench.plateaued_long_runs({"long_alone": None}, "prior.json", 3, 0.005)
+
+
+def test_extend_unplateaued_needs_a_longer_schedule_and_a_result_file(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--long-alone", "4", "--extend-unplateaued"])
+    assert "--extend-unplateaued: needs --long-alone F and --reuse RESULT.json" in capsys.readouterr().err
