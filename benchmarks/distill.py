@@ -254,6 +254,55 @@ def plateaued_long_runs(
     return runs
 
 
+def over_shorter_schedules(
+    shorter: dict[str, Any],
+    long_runs: dict[int, dict[str, Any]],
+    args: argparse.Namespace,
+    teacher: float,
+    distilled: float,
+) -> dict[str, Any]:
+    """``--extend-unplateaued``: each seed trained longer here against its run at the --reuse file's shorter
+    schedule. A seed is at its plateau when its curve is flat over the last third (the 0.5-point rule) or
+    when the longer schedule no longer lifts its final mIoU by more than the tolerance: the rule within one
+    run also counts what the decay of the learning rate adds at its end. The gap closed is also given against
+    each seed's best final mIoU over the schedules (the harder bar)."""
+    best, how = [], {}
+    for seed, run in long_runs.items():
+        before = shorter["runs"].get(str(seed))
+        if run["factor"] == args.long_alone and before is not None:
+            lift = run["final_miou"] - before["final_miou"]
+            run["over_shorter_schedule"] = {
+                "factor": shorter["factor"],
+                "epochs": before.get("epochs", shorter["epochs"]),
+                "final_miou": before["final_miou"],
+                "lift": lift,
+                "lifted": lift > args.plateau_tolerance,
+            }
+            best.append(max(run["final_miou"], before["final_miou"]))
+        else:
+            best.append(run["final_miou"])
+        if run["plateau"]["plateaued"]:
+            how[str(seed)] = "flat over the last third"
+        elif not run.get("over_shorter_schedule", {"lifted": True})["lifted"]:
+            how[str(seed)] = "no lift over the shorter schedule"
+        else:
+            how[str(seed)] = None
+    b_mean, b_std = mean_std(best)
+    gap = teacher - b_mean
+    return {
+        "plateau_by_seed": how,
+        "at_plateau_flat_or_no_lift": all(how.values()),
+        "best_over_schedules": {
+            "values": best,
+            "mean": b_mean,
+            "std": b_std,
+            "gap_to_teacher": gap,
+            "distilled_minus_best": distilled - b_mean,
+            "gap_closed": (distilled - b_mean) / gap if gap > 0 else None,
+        },
+    }
+
+
 def measured_where(prior: dict[str, Any], path: str) -> dict[str, Any]:
     """Where the figures of the result file ``path`` were measured: the file, its command and machine."""
     machine = prior.get("machine") or {}
@@ -501,6 +550,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gap_to_teacher": long_gap,
             "gap_closed": (d_mean - l_mean) / long_gap if long_gap > 0 else None,
         }
+        if args.extend_unplateaued:
+            long_alone.update(
+                over_shorter_schedules(prior["long_alone"], long_runs, args, teacher_scores[0], d_mean)
+            )
 
     student_path = work / "distill_s0" / "best.pt"
     size = recipe.data.crop_size
@@ -625,6 +678,45 @@ def long_alone_lines(r: dict[str, Any]) -> list[str]:
         f"{'yes' if la['at_plateau'] else 'NO'}; the distilled students ({r['epochs']} epochs) are "
         f"{100 * la['distilled_minus_long']:+.1f} points from it: gap closed against the longer schedule "
         f"{closed}.",
+        "",
+        *shorter_schedule_lines(la),
+    ]
+
+
+def shorter_schedule_lines(la: dict[str, Any]) -> list[str]:
+    """``--extend-unplateaued``: each seed trained longer against its shorter schedule, and the gap closed
+    against each seed's best over the schedules."""
+    if "best_over_schedules" not in la:
+        return []
+    lines = []
+    for seed, run in la["runs"].items():
+        o = run.get("over_shorter_schedule")
+        if o:
+            lifted = "still lifted" if o["lifted"] else "no lift"
+            lines.append(
+                f"- seed {seed}: {run['final_miou']:.4f} at {run['epochs']} epochs against "
+                f"{o['final_miou']:.4f} at {o['epochs']}: {100 * o['lift']:+.1f} points ({lifted})"
+            )
+    b = la["best_over_schedules"]
+    closed = "n/a" if b["gap_closed"] is None else f"{100 * b['gap_closed']:.0f} %"
+    how = ", ".join(
+        f"seed {seed}: {why or 'NOT at its plateau'}" for seed, why in la["plateau_by_seed"].items()
+    )
+    every = "yes" if la["at_plateau_flat_or_no_lift"] else "NO"
+    if lines:
+        lines = [
+            "Against the shorter schedule of the --reuse file (a seed is at its plateau when flat over its "
+            "last third or when the longer schedule no longer lifts it by more than the tolerance):",
+            "",
+            *lines,
+            "",
+        ]
+    return [
+        *lines,
+        f"At its plateau, flat or no longer lifted, in every seed: {every} ({how}). Each seed's best final "
+        f"mIoU over the schedules: {b['mean']:.4f} ± {b['std']:.4f}, {100 * b['gap_to_teacher']:.1f} points "
+        f"below the teacher; the distilled students are {100 * b['distilled_minus_best']:+.1f} points from "
+        f"it: gap closed {closed}.",
         "",
     ]
 

@@ -278,3 +278,39 @@ def test_extend_unplateaued_needs_a_longer_schedule_and_a_result_file(
     with pytest.raises(SystemExit):
         bench.parse_args(["--long-alone", "4", "--extend-unplateaued"])
     assert "--extend-unplateaued: needs --long-alone F and --reuse RESULT.json" in capsys.readouterr().err
+
+
+def test_a_longer_schedule_that_no_longer_lifts_a_seed_is_its_plateau(bench: ModuleType) -> None:
+    shorter = {
+        "factor": 4,
+        "epochs": 16,
+        "runs": {"0": {"final_miou": 0.477}, "1": {"final_miou": 0.467}, "2": {"final_miou": 0.44}},
+    }
+    # seed 0 kept from the file; seed 1 ends lower at 5x than at 4x; seed 2 still rises
+    long_runs = {
+        0: {"factor": 4, "epochs": 16, "final_miou": 0.477, "plateau": {"plateaued": True}},
+        1: {"factor": 5, "epochs": 20, "final_miou": 0.45, "plateau": {"plateaued": False}},
+        2: {"factor": 5, "epochs": 20, "final_miou": 0.49, "plateau": {"plateaued": False}},
+    }
+    args = bench.parse_args(["--long-alone", "5"])
+    got = bench.over_shorter_schedules(shorter, long_runs, args, teacher=0.57, distilled=0.535)
+    assert "over_shorter_schedule" not in long_runs[0]
+    assert long_runs[1]["over_shorter_schedule"]["lift"] == pytest.approx(-0.017)
+    assert long_runs[1]["over_shorter_schedule"]["lifted"] is False
+    assert long_runs[2]["over_shorter_schedule"]["lifted"] is True
+    assert got["plateau_by_seed"] == {
+        "0": "flat over the last third",
+        "1": "no lift over the shorter schedule",
+        "2": None,
+    }
+    assert got["at_plateau_flat_or_no_lift"] is False
+    best = got["best_over_schedules"]
+    assert best["values"] == [0.477, 0.467, 0.49]  # each seed's best final mIoU over the schedules
+    mean = (0.477 + 0.467 + 0.49) / 3
+    assert best["mean"] == pytest.approx(mean)
+    assert best["gap_closed"] == pytest.approx((0.535 - mean) / (0.57 - mean))
+    la = {"runs": {str(k): v for k, v in long_runs.items()}, **got}
+    text = "\n".join(bench.shorter_schedule_lines(la))
+    assert "- seed 1: 0.4500 at 20 epochs against 0.4670 at 16: -1.7 points (no lift)" in text
+    assert "in every seed: NO (seed 0: flat over the last third" in text
+    assert "seed 2: NOT at its plateau" in text
