@@ -134,6 +134,17 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def gap_closed(distilled: float, alone: float, teacher: float) -> float | None:
+    """Share of the teacher–student gap that distillation closes (None when the student alone is not below
+    the teacher)."""
+    gap = teacher - alone
+    return (distilled - alone) / gap if gap > 0 else None
+
+
+def percent_words(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.0f} %"
+
+
 def run_curve(run_dir: Path) -> dict[str, Any]:
     """A run's validation curve ``[[epoch, mIoU], ...]`` and training seconds, from its ``metrics.jsonl``."""
     from edgeseg.train.rundir import METRICS, MetricsLog
@@ -298,7 +309,7 @@ def over_shorter_schedules(
             "std": b_std,
             "gap_to_teacher": gap,
             "distilled_minus_best": distilled - b_mean,
-            "gap_closed": (distilled - b_mean) / gap if gap > 0 else None,
+            "gap_closed": gap_closed(distilled, b_mean, teacher),
         },
     }
 
@@ -548,7 +559,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "at_plateau": all(run["plateau"]["plateaued"] for run in long_runs.values()),
             "distilled_minus_long": d_mean - l_mean,
             "gap_to_teacher": long_gap,
-            "gap_closed": (d_mean - l_mean) / long_gap if long_gap > 0 else None,
+            "gap_closed": gap_closed(d_mean, l_mean, teacher_scores[0]),
         }
         if args.extend_unplateaued:
             long_alone.update(
@@ -579,7 +590,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t_miou = teacher_scores[0]
     e_mean, e_std = mean_std(every_alone)
-    gap = t_miou - a_mean
     return {
         "recipe": args.recipe,
         "teacher_checkpoint": str(teacher_path),
@@ -599,7 +609,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "alone_miou": {"mean": a_mean, "std": a_std, "values": alone},
         "distilled_miou": {"mean": d_mean, "std": d_std, "values": distilled},
         "gain": d_mean - a_mean,
-        "gap_closed": (d_mean - a_mean) / gap if gap > 0 else None,
+        "gap_closed": gap_closed(d_mean, a_mean, t_miou),
         "beats_seed_spread": d_mean - a_mean > max(a_std, d_std),
         "beats_3x_seed_std": d_mean - a_mean > 3 * max(a_std, d_std),
         "plateau_tolerance": args.plateau_tolerance,
@@ -653,7 +663,7 @@ def long_alone_lines(r: dict[str, Any]) -> list[str]:
     if not la:
         return []
     m = la["final_miou"]
-    closed = "n/a" if la["gap_closed"] is None else f"{100 * la['gap_closed']:.0f} %"
+    closed = percent_words(la["gap_closed"])
     factors = sorted({run.get("factor", la["factor"]) for run in la["runs"].values()})
     schedule = (
         f"at {la['factor']}x the schedule ({la['epochs']} epochs)"
@@ -698,7 +708,7 @@ def shorter_schedule_lines(la: dict[str, Any]) -> list[str]:
                 f"{o['final_miou']:.4f} at {o['epochs']}: {100 * o['lift']:+.1f} points ({lifted})"
             )
     b = la["best_over_schedules"]
-    closed = "n/a" if b["gap_closed"] is None else f"{100 * b['gap_closed']:.0f} %"
+    closed = percent_words(b["gap_closed"])
     how = ", ".join(
         f"seed {seed}: {why or 'NOT at its plateau'}" for seed, why in la["plateau_by_seed"].items()
     )
